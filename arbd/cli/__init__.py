@@ -1,0 +1,1 @@
+"""Command-line interfaces: ``arbd`` (:mod:`arbd.cli.main`) and ``arbctl`` (``arbd.cli.arbctl``)."""

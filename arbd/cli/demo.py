@@ -1,0 +1,106 @@
+"""``arbd demo``: every installed fake exchange plus the daemon against them, in one process."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import click
+import msgspec
+import trio
+
+from arbd.config import Config, ExchangeConfig, load_config
+from arbd.daemon import Daemon, run_until_signal
+from arbd.errors import ArbdError
+from arbd.hub import HubSubscriber
+from arbd.logs import setup_logging
+from arbd.model import FeedStatus, Quote
+from arbd.plugins import PluginRegistry, load_plugins
+from arbd.testing.fake import FakeExchangeServer, run_fakes
+
+
+def demo_config(
+    config: Config, registry: PluginRegistry, fakes: dict[str, FakeExchangeServer]
+) -> Config:
+    """The user's config with every faked exchange enabled and pointed at its fake."""
+    exchanges = dict(config.exchanges)
+    for exchange_id, fake in fakes.items():
+        spec = registry.exchanges[exchange_id].spec
+        base = exchanges.get(exchange_id, ExchangeConfig(symbols=list(spec.default_symbols)))
+        exchanges[exchange_id] = msgspec.structs.replace(
+            base, enabled=True, ws_url=fake.ws_url(), rest_url=fake.rest_url
+        )
+    return msgspec.structs.replace(config, exchanges=exchanges)
+
+
+class DemoReport:
+    """One line per exchange every few seconds: state, events/s, latest quote."""
+
+    def __init__(self, sub: HubSubscriber) -> None:
+        self.sub = sub
+        self.state: dict[str, str] = {}
+        self.quotes: dict[str, Quote] = {}
+
+    def line(self, interval: float) -> list[str]:
+        counts: Counter[str] = Counter()
+        for event in self.sub.drain():
+            assert isinstance(event, msgspec.Struct)
+            exchange = getattr(event, "exchange", "")
+            counts[exchange] += 1
+            if isinstance(event, FeedStatus) and event.scope in ("connection", "exchange"):
+                self.state[exchange] = event.state
+            elif isinstance(event, Quote):
+                self.quotes[exchange] = event
+        lines = []
+        for exchange in sorted(set(self.state) | set(counts)):
+            quote = self.quotes.get(exchange)
+            price = f"{quote.symbol} {quote.bid}/{quote.ask}" if quote else "no quote yet"
+            lines.append(
+                f"{exchange:<10} {self.state.get(exchange, '?'):<11} "
+                f"{counts[exchange] / interval:8.0f} events/s   {price}"
+            )
+        return lines
+
+
+async def _run_demo(registry: PluginRegistry, config: Config, duration: float | None) -> None:
+    fakes = {exchange_id: factory.create() for exchange_id, factory in registry.fakes.items()}
+    if not fakes:
+        click.echo("arbd demo: no installed plugin provides a fake exchange", err=True)
+        return
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_fakes, list(fakes.values()))
+        for exchange_id, fake in fakes.items():
+            click.echo(f"fake {exchange_id:<10} ws {fake.ws_url()}  rest {fake.rest_url}")
+            nursery.start_soon(fake.simulate)
+        daemon = Daemon(demo_config(config, registry, fakes), registry)
+        report = DemoReport(daemon.hub.subscribe(capacity=100_000, policy="drop_oldest"))
+        click.echo("daemon starting; Ctrl-C stops it")
+
+        async def print_reports() -> None:
+            interval = 2.0
+            while True:
+                await trio.sleep(interval)
+                for text in report.line(interval):
+                    click.echo(text)
+
+        nursery.start_soon(print_reports)
+        with trio.move_on_after(duration if duration else float("inf")):
+            await run_until_signal(daemon)
+        nursery.cancel_scope.cancel()
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML overrides.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def demo(config_path: str | None, duration: float | None) -> None:
+    """Start every installed fake exchange and the daemon against them, fully offline."""
+    try:
+        config = load_config(config_path) if config_path else Config()
+        registry = load_plugins()
+        setup_logging(config.logging.level)
+        for failed in registry.failed:
+            click.echo(f"arbd: plugin {failed.name} skipped: {failed.error}", err=True)
+        trio.run(_run_demo, registry, config, duration)
+    except ArbdError as exc:
+        click.echo(f"arbd: {exc}", err=True)
+        sys.exit(2)

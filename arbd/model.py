@@ -1,0 +1,159 @@
+"""Normalized market-data events: the one schema for the hub, replay, the local server and arbctl.
+
+Every event is a frozen-by-convention msgspec ``Struct`` tagged by its ``type`` field, so one
+``msgspec.json.Encoder`` turns any of them into the JSON documented in ``docs/protocol.md``.
+Field names are snake_case in Python and camelCase on the wire (``bid_size`` -> ``bidSize``).
+
+Prices and sizes are ``str`` holding the exchange's own decimal text: consumers see exactly what
+the exchange stated (never ``0.30000000000000004``). Code that needs arithmetic converts with
+``float()`` at the point of use; ``benchmarks/model.py`` measures that choice.
+
+Times:
+    ``timestamp``      ms since the epoch: the exchange's event time when it gives one, else the
+                       local receive time. What existing price-stream clients read.
+    ``exchange_time``  ms since the epoch as the exchange stated it, or ``None``.
+    ``received_ns``    local wall-clock receive time of the frame, ns since the epoch.
+
+``sequence`` is the exchange's own ordering number for that stream (book update id, trade id)
+when it has a numeric one. Connection rotation uses it to hand over without gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+CHANNELS: Final = ("price", "trades", "book", "candles")
+"""Market-data channels an exchange adapter can serve."""
+
+ALL_CHANNELS: Final = (*CHANNELS, "arbitrage", "status")
+"""Everything a local client can subscribe to."""
+
+Channel = Literal["price", "trades", "book", "candles"]
+
+# A book level: (price, size), both exact decimal text.
+Level = tuple[str, str]
+
+
+class _Event(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", omit_defaults=False):
+    exchange: str
+    symbol: str
+
+
+class Quote(_Event, tag="price", kw_only=True):
+    """Best bid and ask with their sizes."""
+
+    bid: str
+    ask: str
+    bid_size: str
+    ask_size: str
+    timestamp: int
+    exchange_time: int | None = None
+    received_ns: int
+    sequence: int | None = None
+
+
+class Trade(_Event, tag="trade", kw_only=True):
+    """One public trade. ``side`` is the taker's side when the exchange says it."""
+
+    price: str
+    size: str
+    side: Literal["buy", "sell"] | None
+    id: str | None
+    timestamp: int
+    exchange_time: int | None = None
+    received_ns: int
+    sequence: int | None = None
+
+
+class Book(_Event, tag="book", kw_only=True):
+    """Top ``depth`` levels of a valid L2 book, best first on each side.
+
+    A book is only ever published while it is valid (sequence continuous, checksum good, not
+    crossed). Validity changes travel as ``FeedStatus`` events with ``scope="book"``.
+    """
+
+    bids: list[Level]
+    asks: list[Level]
+    depth: int
+    timestamp: int
+    exchange_time: int | None = None
+    received_ns: int
+    sequence: int | None = None
+
+
+class Candle(_Event, tag="candle", kw_only=True):
+    """OHLCV bar. ``start`` is the bar's open time in ms; ``closed`` says the bar is final."""
+
+    interval: str
+    start: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    closed: bool
+    timestamp: int
+    exchange_time: int | None = None
+    received_ns: int
+
+
+ConnectionState = Literal[
+    "connecting", "subscribing", "live", "stale", "backoff", "stopped", "failed"
+]
+BookState = Literal["valid", "invalid", "resyncing"]
+SubscriptionState = Literal["live", "stale"]
+
+
+class FeedStatus(_Event, tag="status", kw_only=True):
+    """A change of health, published once per change.
+
+    ``scope`` says what changed:
+        ``connection``    one exchange connection (``connection`` names it; ``symbol`` is "")
+        ``subscription``  one (channel, symbol) on a connection went stale or came back
+        ``book``          one order book became invalid, is resyncing, or is valid again
+        ``exchange``      the exchange as a whole (``failed`` after too many attempts)
+    """
+
+    scope: Literal["connection", "subscription", "book", "exchange"]
+    state: str
+    connection: str = ""
+    channel: str = ""
+    reason: str = ""
+    timestamp: int
+
+
+MarketEvent = Quote | Trade | Book | Candle
+Event = Quote | Trade | Book | Candle | FeedStatus
+
+EVENT_CHANNEL: Final[dict[type[msgspec.Struct], str]] = {
+    Quote: "price",
+    Trade: "trades",
+    Book: "book",
+    Candle: "candles",
+    FeedStatus: "status",
+}
+"""The subscription channel each event type belongs to."""
+
+
+class Subscription(msgspec.Struct, frozen=True, order=True):
+    """One normalized (channel, symbol) stream of one exchange."""
+
+    channel: str
+    symbol: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.symbol}"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: msgspec.Struct) -> bytes:
+    """JSON bytes of one event, in the wire schema."""
+    return _encoder.encode(event)
+
+
+def ms_from_ns(ns: int) -> int:
+    return ns // 1_000_000

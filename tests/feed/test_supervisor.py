@@ -1,0 +1,148 @@
+"""The supervised connection against the simplex fake over real loopback sockets, with virtual
+time where time matters."""
+
+from __future__ import annotations
+
+import trio
+
+from arbd.model import Book, Candle, Quote, Trade
+from arbd.testing.fake import open_fake
+from arbd_simplex.fake import SimplexFake
+
+from .conftest import adapter_with, running, wait_until
+
+ALL = {"price:BTC-USDT", "trades:BTC-USDT", "book:BTC-USDT", "candles:BTC-USDT"}
+
+
+async def test_subscribes_goes_live_and_normalizes_all_channels(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake) as h:
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            await fake.pump(3)
+            await wait_until(lambda: h.of(Candle) and h.of(Book) and len(h.of(Trade)) >= 3)
+            states = [s.state for s in h.statuses("connection")]
+            assert states[:3] == ["connecting", "subscribing", "live"]
+            assert {type(e) for e in h.events} >= {Quote, Trade, Book, Candle}
+            assert all(e.symbol == "BTC/USDT" for e in h.of(Trade))
+
+
+async def test_reconnects_with_backoff_and_restores_subscriptions(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, symbols=("BTC/USDT", "ETH/USDT")) as h:
+            first = await fake.wait_connected()
+            wanted = ALL | {s.replace("BTC", "ETH") for s in ALL}
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: first.subscriptions >= wanted)
+            fake.drop_all()
+            with trio.fail_after(20):
+                await fake.wait_for(lambda: fake.connection_count == 2)
+                second = fake.connections[-1]
+                await fake.wait_for(lambda: second.subscriptions >= wanted)
+            states = [s.state for s in h.statuses("connection")]
+            assert "backoff" in states
+            assert h.ctx.reconnects.get("peer_closed") == 1
+
+
+async def test_stalled_but_pinging_subscription_is_detected_and_resubscribed(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, stale_after=2.0) as h:
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            fake.start_soon(fake.run_feed, 20.0)
+            await wait_until(lambda: len(h.of(Quote)) > 5)
+            fake.faults.stall = True
+            stalled_at = trio.current_time()
+            await wait_until(lambda: any(s.state == "stale" for s in h.statuses("subscription")))
+            detected_after = trio.current_time() - stalled_at
+            # Deadline plus one watchdog tick (stale_after / 4) plus a frame interval.
+            assert detected_after <= 2.0 + 0.5 + 0.1
+            stale = {(s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"}
+            assert ("price", "BTC/USDT") in stale and ("book", "BTC/USDT") in stale
+            # Recovery: the session resubscribed on the same connection.
+            with trio.fail_after(5):
+                await fake.wait_for(
+                    lambda: any('"unsubscribe"' in str(m) for m in conn.received)
+                )
+            fake.faults.stall = False
+            await wait_until(lambda: any(s.state == "live" for s in h.statuses("subscription")))
+            assert fake.connection_count == 1
+            assert h.connection.stats.resubscribes >= 1
+
+
+async def test_quiet_by_nature_channels_do_not_cause_reconnects(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, channels=("trades", "candles"), stale_after=1.0) as h:
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions)
+            await trio.sleep(30.0)  # 30 deadlines of silence on trades and candles
+            assert fake.connection_count == 1
+            assert h.statuses("subscription") == []
+            assert h.ctx.reconnects == {}
+
+
+async def test_missing_pong_is_detected(virtual_time):
+    from arbd.exchange.adapter import Keepalive
+
+    tuned = adapter_with(
+        keepalive=Keepalive(protocol_ping_interval=1.0, pong_timeout=2.0, app_ping_interval=None,
+                            idle_timeout=600.0)
+    )
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, adapter_cls=tuned, channels=("trades",)) as h:
+            await fake.wait_connected()
+            await trio.sleep(5.0)
+            assert h.ctx.reconnects == {}  # pongs arrive: nothing happens
+            fake.faults.ignore_pings = True
+            await wait_until(lambda: h.ctx.reconnects.get("heartbeat_timeout", 0) >= 1)
+            assert fake.connection_count >= 2 or any(
+                s.state == "backoff" for s in h.statuses("connection")
+            )
+
+
+async def test_handshake_429_retry_after_is_honoured(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        fake.faults.refuse_status = 429
+        fake.faults.retry_after = 7.0
+        fake.faults.refuse_times = 1
+        started = trio.current_time()
+        async with running(fake) as h:
+            await fake.wait_connected()
+            waited = trio.current_time() - started
+            assert fake.handshake_refusals == 1
+            assert waited >= 7.0  # the backoff alone would have been at most 0.2 s
+            assert h.ctx.reconnects == {"rate_limited": 1}
+
+
+async def test_garbage_frames_are_counted_and_skipped(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake) as h:
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            fake.faults.garbage_every = 2
+            await fake.pump(4)
+            await wait_until(lambda: len(h.of(Trade)) >= 4)
+            assert h.connection.stats.decode_errors >= 4
+            assert fake.connection_count == 1
+            assert h.ctx.reconnects == {}
+
+
+async def test_rotation_opens_new_connection_first_and_delivers_without_gaps(virtual_time):
+    async with open_fake(SimplexFake()) as fake:
+        # rotate_after 14 s with rotation_margin 10 s: the replacement opens at 4 s.
+        async with running(fake, rotate_after=14.0) as h:
+            fake.start_soon(fake.run_feed, 10.0)
+            await wait_until(lambda: h.feed.supervisors and h.feed.supervisors[0].rotations >= 1)
+            await trio.sleep(3.0)
+            trades = [e.sequence for e in h.of(Trade)]
+            assert len(trades) > 50
+            assert trades == list(range(trades[0], trades[0] + len(trades)))  # no gap, no dup
+            assert fake.connection_count == 2
+            assert len(fake.connections) == 1  # the old one is closed
+            rotated = [s for s in h.statuses("connection") if s.reason == "rotated"]
+            assert [s.state for s in rotated] == ["stopped"]
+            assert h.ctx.reconnects == {}

@@ -1,0 +1,126 @@
+"""The docs cannot drift from the code: hooks, event examples and config keys are checked here."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import arbd.config
+import arbd.hookspecs
+from arbd.capture import Header, iter_records
+from arbd.model import Event, encode_event
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def hook_names() -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(arbd.hookspecs).items()
+        if name.startswith("arbd_") and inspect.isfunction(value)
+    )
+
+
+def test_there_are_hooks_to_document() -> None:
+    assert "arbd_exchanges" in hook_names()
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_hook_is_documented(hook: str) -> None:
+    text = (DOCS / "plugins.md").read_text()
+    headings = re.findall(r"^### (\S+)\s*$", text, flags=re.MULTILINE)
+    assert hook in headings, f"docs/plugins.md has no '### {hook}' section"
+    # The section says something: it is not an empty heading.
+    section = text.split(f"### {hook}\n", 1)[1].split("\n#", 1)[0]
+    assert len(section.split()) >= 15
+
+
+# -- docs/protocol.md ----------------------------------------------------------------------------
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def protocol_events() -> list[str]:
+    text = (DOCS / "protocol.md").read_text()
+    events = text.split("## Events", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in code_blocks(events, "json")]
+
+
+def test_protocol_examples_decode_into_the_model() -> None:
+    examples = protocol_events()
+    assert examples
+    seen = set()
+    for example in examples:
+        event = msgspec.json.decode(example, type=Event)
+        seen.add(type(event))
+        # The doc shows the exact wire form: re-encoding gives the same bytes.
+        assert encode_event(event).decode() == example
+    # Every event type of the model has an example.
+    assert seen == set(Event.__args__)
+
+
+def test_protocol_capture_example_is_a_readable_capture(tmp_path: Path) -> None:
+    text = (DOCS / "protocol.md").read_text()
+    captures = code_blocks(text.split("## Captures", 1)[1], "jsonl")
+    assert len(captures) == 1
+    path = tmp_path / "example.jsonl"
+    path.write_text(captures[0])
+    records = [record for _, record in iter_records(path)]
+    assert isinstance(records[0], Header)
+    table = re.findall(r"^\| `(\w+)` \|", text.split("## Captures", 1)[1], re.MULTILINE)
+    documented = set(table) - {"t"}  # the table's header row
+    assert {type(r).__name__.lower() for r in records} == documented
+
+
+# -- docs/configuration.md -------------------------------------------------------------------------
+
+
+def config_sections() -> list[tuple[str, type[msgspec.Struct]]]:
+    """(key prefix, struct) for every section of ``arbd.config.Config``."""
+    sections: list[tuple[str, type[msgspec.Struct]]] = []
+    for field in msgspec.structs.fields(arbd.config.Config):
+        if field.name == "exchanges":
+            sections.append(("exchanges.<id>", arbd.config.ExchangeConfig))
+        else:
+            assert isinstance(field.type, type)
+            assert issubclass(field.type, msgspec.Struct)
+            sections.append((field.name, field.type))
+    return sections
+
+
+def documented_defaults() -> dict[str, str]:
+    text = (DOCS / "configuration.md").read_text()
+    rows = re.findall(r"^\| `([a-z_<>.]+)` \| (.+?) \|", text, flags=re.MULTILINE)
+    return dict(rows)
+
+
+def doc_value(cell: str) -> Any:
+    if cell == "unset":
+        return None
+    assert cell.startswith("`"), cell
+    assert cell.endswith("`"), cell
+    return tomllib.loads(f"x = {cell[1:-1]}")["x"]
+
+
+def test_every_config_key_is_documented_with_its_default() -> None:
+    documented = documented_defaults()
+    expected = set()
+    for prefix, struct in config_sections():
+        defaults = msgspec.to_builtins(struct())
+        for field in msgspec.structs.fields(struct):
+            key = f"{prefix}.{field.name}"
+            expected.add(key)
+            assert key in documented, f"docs/configuration.md does not document {key}"
+            assert doc_value(documented[key]) == defaults.get(field.name), (
+                f"docs/configuration.md shows the wrong default for {key}"
+            )
+    # And nothing documented that does not exist (a renamed or removed key).
+    assert set(documented) == expected
