@@ -104,7 +104,9 @@ class Daemon:
                     transport=self.rest_transport,
                 )
                 rest_clients.append(rest)
-                rotate_after = adapter.spec.rotate_after if ex.rotate_after is None else ex.rotate_after
+                rotate_after = (
+                    adapter.spec.rotate_after if ex.rotate_after is None else ex.rotate_after
+                )
                 ctx = FeedContext(
                     adapter=adapter,
                     feed=config.feed,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import count
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -64,6 +64,8 @@ class HubSubscriber:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.filter = filter
+        self.match_all = not (filter.exchanges or filter.symbols or filter.channels)
+        """Skips the filter call per event for the common "everything" subscriber."""
         self.capacity = capacity
         self.policy = policy
         self.wake = wake
@@ -142,24 +144,35 @@ class MarketState:
         self.books: dict[tuple[str, str], Book] = {}
         self.book_state: dict[tuple[str, str], str] = {}
         self.status: dict[tuple[str, str, str, str, str], FeedStatus] = {}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Quote: self._quote,
+            Book: self._book,
+            FeedStatus: self._status,
+        }
 
     def update(self, event: Event) -> None:
-        if isinstance(event, Quote):
-            self.quotes[event.exchange, event.symbol] = event
-        elif isinstance(event, Book):
+        """Record ``event`` if it is state (quotes, books, status); trades and candles are not."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _quote(self, event: Quote) -> None:
+        self.quotes[event.exchange, event.symbol] = event
+
+    def _book(self, event: Book) -> None:
+        key = (event.exchange, event.symbol)
+        self.books[key] = event
+        self.book_state[key] = "valid"
+
+    def _status(self, event: FeedStatus) -> None:
+        key5 = (event.exchange, event.scope, event.connection, event.channel, event.symbol)
+        self.status[key5] = event
+        if event.scope == "book":
             key = (event.exchange, event.symbol)
-            self.books[key] = event
-            self.book_state[key] = "valid"
-        elif isinstance(event, FeedStatus):
-            self.status[
-                event.exchange, event.scope, event.connection, event.channel, event.symbol
-            ] = event
-            if event.scope == "book":
-                key = (event.exchange, event.symbol)
-                self.book_state[key] = event.state
-                if event.state != "valid":
-                    # An invalid book is never served, not even as "the latest".
-                    self.books.pop(key, None)
+            self.book_state[key] = event.state
+            if event.state != "valid":
+                # An invalid book is never served, not even as "the latest".
+                self.books.pop(key, None)
 
     def snapshot(self, filter: Filter) -> list[Event]:
         """Current state matching ``filter``, for a new subscriber: status first, then data."""
@@ -219,7 +232,7 @@ class Hub:
             update(event)
             encoded: bytes | None = None
             for sub in subscribers:
-                if sub.filter.matches(event):
+                if sub.match_all or sub.filter.matches(event):
                     if sub.encoded:
                         if encoded is None:
                             encoded = encode(event)

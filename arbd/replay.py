@@ -53,7 +53,7 @@ from arbd.capture import (
     read_header,
 )
 from arbd.config import Config
-from arbd.errors import CaptureError, ConfigError, ProtocolError
+from arbd.errors import ArbdError, CaptureError, ConfigError, ProtocolError
 from arbd.exchange.adapter import (
     AdapterSettings,
     ConnectionPlan,
@@ -156,11 +156,15 @@ def _load_instruments(adapter: ExchangeAdapter, capture: str, http: list[_HttpRe
                 f"(the capture has no http record for {key})"
             )
         found.used = True
+        try:
+            body = found.record.body()
+        except ValueError as exc:  # bad base64
+            raise CaptureError(f"{capture}:{found.line}: bad record: {exc}") from None
         responses.append(
             HttpResponse(
                 request=request,
                 status=found.record.status,
-                body=found.record.body(),
+                body=body,
                 received_ns=nanoseconds(found.record.ts),
             )
         )
@@ -168,6 +172,8 @@ def _load_instruments(adapter: ExchangeAdapter, capture: str, http: list[_HttpRe
         adapter.load_instruments(responses)
     except ConfigError as exc:
         raise CaptureError(f"{capture}: {exc.problem}") from None
+    except ArbdError as exc:  # RestError for a recorded failure, ProtocolError for garbage
+        raise CaptureError(f"{capture}: cannot load instruments: {_reason(exc)}") from None
     except FRAME_ERRORS as exc:
         raise CaptureError(f"{capture}: cannot load instruments: {_reason(exc)}") from None
 
@@ -208,7 +214,7 @@ def _build_adapter(
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, ProtocolError):
+    if isinstance(exc, ArbdError):
         return text or "protocol error"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

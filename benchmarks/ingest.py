@@ -28,13 +28,13 @@ import trio
 from arbd.exchange.adapter import AdapterSettings, ConnectionPlan
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection
-from arbd.feed.transport import connect, make_tcp_opener
+from arbd.feed.transport import RECEIVE_SIZE, connect, make_tcp_opener
 from arbd.hub import Hub
 from arbd.model import Event, Subscription
 from arbd_simplex.adapter import SimplexAdapter
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _firehose import start_firehose  # noqa: E402
+from _firehose import start_firehose
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -57,8 +57,10 @@ def make_messages(n: int = 4096) -> list[bytes]:
 def new_pipeline() -> tuple[SimplexAdapter, Hub]:
     adapter = SimplexAdapter(
         AdapterSettings(
-            ws_url="ws://127.0.0.1:1/ws", rest_url="http://127.0.0.1:1",
-            symbols=SYMBOLS, channels=("trades",),
+            ws_url="ws://127.0.0.1:1/ws",
+            rest_url="http://127.0.0.1:1",
+            symbols=SYMBOLS,
+            channels=("trades",),
         )
     )
     adapter.instruments = {}
@@ -67,8 +69,14 @@ def new_pipeline() -> tuple[SimplexAdapter, Hub]:
     for sym in SYMBOLS:
         base, quote = sym.split("/")
         adapter.instruments[sym] = Instrument(
-            symbol=sym, native=f"{base}-{quote}", base=base, quote=quote,
-            tick_size="0.01", lot_size="0.0001", price_precision=2, size_precision=4,
+            symbol=sym,
+            native=f"{base}-{quote}",
+            base=base,
+            quote=quote,
+            tick_size="0.01",
+            lot_size="0.0001",
+            price_precision=2,
+            size_precision=4,
         )
     hub = Hub()
     hub.subscribe(capacity=1024, policy="conflate")  # one consumer, as a local client would be
@@ -103,12 +111,22 @@ async def run_arbd(url: str, frames: int) -> float:
     from arbd.exchange.adapter import ExchangeSpec, Keepalive
 
     spec = ExchangeSpec(
-        id="simplex", name="bench", ws_url=url, rest_url="", channels=("trades",),
-        continuous_channels=(), keepalive=Keepalive(protocol_ping_interval=None, idle_timeout=60),
+        id="simplex",
+        name="bench",
+        ws_url=url,
+        rest_url="",
+        channels=("trades",),
+        continuous_channels=(),
+        keepalive=Keepalive(protocol_ping_interval=None, idle_timeout=60),
     )
     conn = Connection(
-        conn_id="bench", spec=spec, session=adapter.new_session(plan()), client=client,
-        sink=counter.sink, clock=TrioClock(), stale_after=60,
+        conn_id="bench",
+        spec=spec,
+        session=adapter.new_session(plan()),
+        client=client,
+        sink=counter.sink,
+        clock=TrioClock(),
+        stale_after=60,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.run)
@@ -154,7 +172,21 @@ async def run_trio_websocket(url: str, frames: int) -> float:
         return frames / (time.perf_counter() - started)
 
 
+async def run_transport_only(url: str, frames: int) -> float:
+    """Calibration: the Sans-I/O transport alone (no adapter, no hub). The design reference
+    measured ~508k msgs/s for this path; the ratio to it says how fast this machine is."""
+    client = await connect(url, make_tcp_opener(), max_size=None, connect_timeout=10)
+    received = 0
+    started = time.perf_counter()
+    while received < frames:
+        received += len(client.feed(await client.stream.receive_some(RECEIVE_SIZE)))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return frames / elapsed
+
+
 CLIENTS: dict[str, Callable[[str, int], Awaitable[float]]] = {
+    "transport only": run_transport_only,
     "arbd": run_arbd,
     "websockets.trio": run_websockets_trio,
     "trio-websocket": run_trio_websocket,
@@ -162,7 +194,9 @@ CLIENTS: dict[str, Callable[[str, int], Awaitable[float]]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -195,13 +229,17 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
         "frames_per_s": {k: round(v) for k, v in medians.items()},
-        "ratio_vs_arbd": {k: round(medians["arbd"] / v, 2) for k, v in medians.items() if "arbd" in medians},
+        "ratio_vs_arbd": {
+            k: round(medians["arbd"] / v, 2) for k, v in medians.items() if "arbd" in medians
+        },
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"ingest: {args.frames} frames of ~{round(size)} B, median of {args.runs} runs, "
-          f"Python {report['python']}, {report['machine']}")
+    print(
+        f"ingest: {args.frames} frames of ~{round(size)} B, median of {args.runs} runs, "
+        f"Python {report['python']}, {report['machine']}"
+    )
     print(f"{'client':<18}{'frames/s':>12}{'arbd is x faster':>18}")
     for name, value in medians.items():
         print(f"{name:<18}{value:>12,.0f}{medians.get('arbd', 0) / value:>18.2f}")

@@ -46,16 +46,30 @@ def test_round_trip(tmp_path: Path, name: str) -> None:
     us = T0 // 1_000 * 1_000
     assert records == [
         Header(format=1, exchange="simplex", recorded=1_700_000_000.5, arbd="9.9"),
-        Http(conn="", ts=seconds(T0), url="http://127.0.0.1:1/api/instruments", status=200,
-             data='{"instruments":[]}'),
-        Connect(conn="c1", ts=seconds(T0 + 1_000), url="ws://127.0.0.1:1/ws",
-                subs=[("book", "BTC/USDT")]),
+        Http(
+            conn="",
+            ts=seconds(T0),
+            url="http://127.0.0.1:1/api/instruments",
+            status=200,
+            data='{"instruments":[]}',
+        ),
+        Connect(
+            conn="c1",
+            ts=seconds(T0 + 1_000),
+            url="ws://127.0.0.1:1/ws",
+            subs=[("book", "BTC/USDT")],
+        ),
         Send(conn="c1", ts=seconds(T0 + 2_000), data='{"op":"subscribe"}'),
         Send(conn="c1", ts=seconds(T0 + 2_500), b64="AQI="),
         Recv(conn="c1", ts=seconds(T0 + 3_000), data='{"op":"subscribed","x":"é"}'),
         Recv(conn="c1", ts=seconds(T0 + 4_000), b64="AP/+IGJpbmFyeQ=="),
-        Http(conn="c1", ts=seconds(T0 + 5_000),
-             url="http://127.0.0.1:1/api/book?symbol=BTC-USDT", status=503, b64="/w=="),
+        Http(
+            conn="c1",
+            ts=seconds(T0 + 5_000),
+            url="http://127.0.0.1:1/api/book?symbol=BTC-USDT",
+            status=503,
+            b64="/w==",
+        ),
         Disconnect(conn="c1", ts=seconds(T0 + 6_000), reason="closed by us"),
     ]
     binary = records[6]
@@ -194,10 +208,20 @@ def test_merge_orders_by_ts_stably(tmp_path: Path) -> None:
         writer.recv("b", 4_000_000_000, b"b4", True)
     merged = list(merge([a, b]))
     assert [item.record.payload() for item in merged] == [  # type: ignore[union-attr]
-        b"a1", b"b2", b"a3", b"a3bis", b"b3", b"b4"
+        b"a1",
+        b"b2",
+        b"a3",
+        b"a3bis",
+        b"b3",
+        b"b4",
     ]
     assert [(item.file, item.line) for item in merged] == [
-        (0, 2), (1, 2), (0, 3), (0, 4), (1, 3), (1, 4)
+        (0, 2),
+        (1, 2),
+        (0, 3),
+        (0, 4),
+        (1, 3),
+        (1, 4),
     ]
     # File order breaks ties, so swapping the inputs swaps who goes first at ts 3.
     swapped = [item.record.payload() for item in merge([b, a])]  # type: ignore[union-attr]

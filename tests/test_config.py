@@ -21,22 +21,36 @@ def test_defaults_round_trip():
         ({"sever": {}}, "arbd.toml: sever: unknown key"),
         ({"server": {"port": "80"}}, "arbd.toml: server.port: expected int, got str"),
         ({"server": {"port": 70000}}, "arbd.toml: server.port: port 70000 is outside 0-65535"),
-        ({"exchanges": {"binance": {"book_depth": "x"}}},
-         "arbd.toml: exchanges.binance.book_depth: expected int, got str"),
-        ({"exchanges": {"binance": {"symbolz": []}}},
-         "arbd.toml: exchanges.binance.symbolz: unknown key"),
-        ({"exchanges": {"binance": {"symbols": ["BTCUSDT"]}}},
-         "arbd.toml: exchanges.binance.symbols[0]: 'BTCUSDT' is not a BASE/QUOTE symbol like BTC/USDT"),
-        ({"exchanges": {"binance": {"channels": ["depth"]}}},
-         "arbd.toml: exchanges.binance.channels[0]: unknown channel 'depth' (one of price, trades, book, candles)"),
-        ({"exchanges": {"binance": {"ws_url": "http://x"}}},
-         "arbd.toml: exchanges.binance.ws_url: 'http://x' must start with ws:// or wss://"),
+        (
+            {"exchanges": {"binance": {"book_depth": "x"}}},
+            "arbd.toml: exchanges.binance.book_depth: expected int, got str",
+        ),
+        (
+            {"exchanges": {"binance": {"symbolz": []}}},
+            "arbd.toml: exchanges.binance.symbolz: unknown key",
+        ),
+        (
+            {"exchanges": {"binance": {"symbols": ["BTCUSDT"]}}},
+            "arbd.toml: exchanges.binance.symbols[0]: 'BTCUSDT' is not a BASE/QUOTE symbol like BTC/USDT",
+        ),
+        (
+            {"exchanges": {"binance": {"channels": ["depth"]}}},
+            "arbd.toml: exchanges.binance.channels[0]: unknown channel 'depth' (one of price, trades, book, candles)",
+        ),
+        (
+            {"exchanges": {"binance": {"ws_url": "http://x"}}},
+            "arbd.toml: exchanges.binance.ws_url: 'http://x' must start with ws:// or wss://",
+        ),
         ({"exchanges": {"binance": 3}}, "arbd.toml: exchanges.binance: expected table, got int"),
         ({"feed": {"backoff_base": 0}}, "arbd.toml: feed.backoff_base: must be greater than 0"),
-        ({"arbitrage": {"close_threshold_pct": 1.0}},
-         "arbd.toml: arbitrage.close_threshold_pct: must not exceed arbitrage.open_threshold_pct"),
-        ({"arbitrage": {"quote_groups": [[1]]}},
-         "arbd.toml: arbitrage.quote_groups[0][0]: expected str, got int"),
+        (
+            {"arbitrage": {"close_threshold_pct": 1.0}},
+            "arbd.toml: arbitrage.close_threshold_pct: must not exceed arbitrage.open_threshold_pct",
+        ),
+        (
+            {"arbitrage": {"quote_groups": [[1]]}},
+            "arbd.toml: arbitrage.quote_groups[0][0]: expected str, got int",
+        ),
     ],
 )
 def test_errors_name_file_key_path_and_problem(data, message):

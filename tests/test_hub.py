@@ -6,20 +6,35 @@ from arbd.model import Book, Event, FeedStatus, Quote, Trade
 
 def quote(symbol="BTC/USDT", bid="1", exchange="a"):
     return Quote(
-        exchange=exchange, symbol=symbol, bid=bid, ask="2", bid_size="1", ask_size="1",
-        timestamp=0, received_ns=0,
+        exchange=exchange,
+        symbol=symbol,
+        bid=bid,
+        ask="2",
+        bid_size="1",
+        ask_size="1",
+        timestamp=0,
+        received_ns=0,
     )
 
 
 def trade(n, symbol="BTC/USDT"):
     return Trade(
-        exchange="a", symbol=symbol, price="1", size="1", side=None, id=str(n), timestamp=0,
-        received_ns=0, sequence=n,
+        exchange="a",
+        symbol=symbol,
+        price="1",
+        size="1",
+        side=None,
+        id=str(n),
+        timestamp=0,
+        received_ns=0,
+        sequence=n,
     )
 
 
 def book_status(state, symbol="BTC/USDT"):
-    return FeedStatus(exchange="a", symbol=symbol, scope="book", state=state, channel="book", timestamp=0)
+    return FeedStatus(
+        exchange="a", symbol=symbol, scope="book", state=state, channel="book", timestamp=0
+    )
 
 
 def test_conflate_keeps_latest_price_per_key_and_never_drops_status():
@@ -94,8 +109,15 @@ def test_wake_called_when_buffer_becomes_non_empty():
 
 def test_snapshot_for_new_subscriber_and_invalid_books_are_not_served():
     hub = Hub()
-    book = Book(exchange="a", symbol="BTC/USDT", bids=[("1", "1")], asks=[("2", "1")], depth=1,
-                timestamp=0, received_ns=0)
+    book = Book(
+        exchange="a",
+        symbol="BTC/USDT",
+        bids=[("1", "1")],
+        asks=[("2", "1")],
+        depth=1,
+        timestamp=0,
+        received_ns=0,
+    )
     hub.publish([quote(), book])
     late = hub.subscribe(snapshot=True)
     assert {type(e) for e in late.drain()} == {Quote, Book}

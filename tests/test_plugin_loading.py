@@ -18,7 +18,7 @@ import pytest
 from arbd.plugins import load_plugins
 
 ADAPTER = textwrap.dedent(
-    '''
+    """
     from arbd.exchange.adapter import ExchangeAdapter, ExchangeSession, ExchangeSpec
     from arbd.hookspecs import hookimpl
 
@@ -54,7 +54,7 @@ ADAPTER = textwrap.dedent(
                 return _Session(self, plan)
 
         return Adapter
-    '''
+    """
 )
 
 

@@ -121,7 +121,10 @@ def test_replay_emits_the_adapter_events(tmp_path: Path, registry: PluginRegistr
     quote, trade, snapshot, delta, candle, invalid, resyncing, valid, resynced = events
     assert isinstance(quote, Quote)
     assert (quote.exchange, quote.symbol, quote.bid, quote.ask) == (
-        "simplex", "BTC/USDT", "64000.10", "64000.20"
+        "simplex",
+        "BTC/USDT",
+        "64000.10",
+        "64000.20",
     )
     # Time inside a replay is the capture's: the frame's recorded receive time.
     assert quote.received_ns == S + 4 * MS
@@ -129,14 +132,18 @@ def test_replay_emits_the_adapter_events(tmp_path: Path, registry: PluginRegistr
     assert (trade.price, trade.size, trade.side, trade.id) == ("64000.15", "0.010", "buy", "7")
     assert isinstance(snapshot, Book)
     assert (snapshot.bids, snapshot.asks, snapshot.sequence) == (
-        [("64000.10", "0.5")], [("64000.20", "1.25")], 100
+        [("64000.10", "0.5")],
+        [("64000.20", "1.25")],
+        100,
     )
     assert isinstance(delta, Book)
     assert (delta.bids, delta.sequence) == ([], 101)
     assert isinstance(candle, Candle)
     assert (candle.start, candle.close, candle.closed) == (1699999980000, "1.5", False)
     assert [(s.scope, s.state) for s in (invalid, resyncing, valid)] == [  # type: ignore[union-attr]
-        ("book", "invalid"), ("book", "resyncing"), ("book", "valid")
+        ("book", "invalid"),
+        ("book", "resyncing"),
+        ("book", "valid"),
     ]
     assert isinstance(resynced, Book)
     assert resynced.sequence == 200
@@ -189,12 +196,19 @@ def test_capture_without_subs_replays_every_instrument(
     path.write_text(
         '{"t":"header","format":1,"exchange":"simplex","recorded":1.0}\n'
         + json.dumps(
-            {"t": "http", "conn": "", "ts": 1.0, "url": "http://h/api/instruments",
-             "status": 200, "data": INSTRUMENTS.decode()}
+            {
+                "t": "http",
+                "conn": "",
+                "ts": 1.0,
+                "url": "http://h/api/instruments",
+                "status": 200,
+                "data": INSTRUMENTS.decode(),
+            }
         )
         + "\n"
         + '{"t":"connect","conn":"a","ts":2.0,"url":"ws://h/ws"}\n'
-        + json.dumps({"t": "recv", "conn": "a", "ts": 3.0, "data": PRICE}) + "\n"
+        + json.dumps({"t": "recv", "conn": "a", "ts": 3.0, "data": PRICE})
+        + "\n"
         + json.dumps(
             {"t": "recv", "conn": "a", "ts": 4.0, "data": PRICE.replace("BTC-USDT", "ETH-USDT")}
         )
@@ -210,7 +224,8 @@ def test_capture_without_subs_replays_every_instrument(
     assert all(isinstance(e, Quote) for e in events)
     # Every listed instrument is accepted; an unlisted one is ignored, as live.
     assert [(e.symbol, e.received_ns) for e in events if isinstance(e, Quote)] == [
-        ("BTC/USDT", 3_000_000_000), ("ETH/USDT", 4_000_000_000)
+        ("BTC/USDT", 3_000_000_000),
+        ("ETH/USDT", 4_000_000_000),
     ]
 
 
@@ -263,9 +278,13 @@ def test_errors_that_stop_a_replay(tmp_path: Path, registry: PluginRegistry) -> 
     with pytest.raises(CaptureError, match=r"no recorded answer to instrument request .*/api/inst"):
         run_replay([no_instruments], registry)
 
-    result = CliRunner().invoke(
-        cli, ["replay", str(unknown)], env={"ARBD_LOAD_PLUGINS": "simplex"}
-    )
+    failed = tmp_path / "failed.jsonl"
+    with CaptureWriter(failed, "simplex", recorded=1.0) as w:
+        w.http("", S, "http://h/api/instruments", 503, b"busy")
+    with pytest.raises(CaptureError, match=r"cannot load instruments: .*HTTP 503"):
+        run_replay([failed], registry)
+
+    result = CliRunner().invoke(cli, ["replay", str(unknown)], env={"ARBD_LOAD_PLUGINS": "simplex"})
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"{unknown}: recorded from exchange 'mtgox'")
@@ -396,6 +415,8 @@ def test_unanswerable_request_is_a_capture_error(
     with pytest.raises(CaptureError) as info:
         run_replay([path], snap_registry)
     message = str(info.value)
-    assert message.startswith(f"{path}: no recorded answer to https://snap.example/api/book?symbol=ETH-USDT")
+    assert message.startswith(
+        f"{path}: no recorded answer to https://snap.example/api/book?symbol=ETH-USDT"
+    )
     assert "/api/book?symbol=ETH-USDT" in message
     assert "\n" not in message

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
+import msgspec
 import trio
 
 from arbd.capture import CaptureWriter
+from arbd.cli.common import fail, load_registry, one_line_errors
 from arbd.config import Config, ExchangeConfig, load_config
 from arbd.daemon import Daemon, run_until_signal
-from arbd.errors import ArbdError
 from arbd.logs import setup_logging
 from arbd.model import CHANNELS
-from arbd.plugins import load_plugins
 
 
-def _fail(message: str) -> None:
-    click.echo(f"arbd: {message}", err=True)
-    sys.exit(2)
-
-
-def _load(config_path: str | None) -> Config:
+def load_optional_config(config_path: str | None) -> Config:
+    """The config at ``config_path``, or the defaults when none is given."""
     if config_path is None:
         return Config()
     return load_config(config_path)
@@ -32,16 +27,11 @@ def _load(config_path: str | None) -> Config:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 def start(config_path: str | None) -> None:
     """Run the daemon in the foreground until SIGINT or SIGTERM."""
-    try:
-        config = _load(config_path)
-        registry = load_plugins()
+    with one_line_errors():
+        config = load_optional_config(config_path)
+        registry = load_registry()
         setup_logging(config.logging.level)
-        for failed in registry.failed:
-            click.echo(f"arbd: plugin {failed.name} skipped: {failed.error}", err=True)
         daemon = Daemon(config, registry)
-    except ArbdError as exc:
-        _fail(str(exc))
-        return
     trio.run(run_until_signal, daemon)
 
 
@@ -61,9 +51,9 @@ def record(
     config_path: str | None,
 ) -> None:
     """Record a live session of one exchange to a capture file (.gz/.zst by suffix)."""
-    try:
-        config = _load(config_path)
-        registry = load_plugins()
+    with one_line_errors():
+        config = load_optional_config(config_path)
+        registry = load_registry()
         setup_logging(config.logging.level)
         base = config.exchanges.get(exchange_id, ExchangeConfig())
         overrides: dict[str, object] = {"enabled": True}
@@ -73,22 +63,27 @@ def record(
             wanted = [c.strip() for c in channels.split(",") if c.strip()]
             unknown = [c for c in wanted if c not in CHANNELS]
             if unknown:
-                _fail(f"--channels: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})")
+                fail(f"--channels: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})")
             overrides["channels"] = wanted
-        import msgspec  # noqa: PLC0415
-
         exchange = msgspec.structs.replace(base, **overrides)
         config = msgspec.structs.replace(config, exchanges={exchange_id: exchange})
         with CaptureWriter(Path(out_path), exchange=exchange_id) as writer:
             daemon = Daemon(config, registry, recorder=writer)
-            trio.run(_record_for, daemon, duration)
-    except ArbdError as exc:
-        _fail(str(exc))
+            trio.run(_record_for, daemon, writer, duration)
 
 
-async def _record_for(daemon: Daemon, duration: float) -> None:
+async def _record_for(daemon: Daemon, writer: CaptureWriter, duration: float) -> None:
+    async def flush_every_second() -> None:
+        # A capture cut short (kill -9, power loss) keeps all but the last second.
+        while True:
+            await trio.sleep(1.0)
+            writer.flush()
+
     with trio.move_on_after(duration):
-        await run_until_signal(daemon)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flush_every_second)
+            await run_until_signal(daemon)
+            nursery.cancel_scope.cancel()
 
 
 def register(cli: click.Group) -> None:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import click
 import msgspec
 import trio
 
-from arbd.config import Config, ExchangeConfig, load_config
+from arbd.cli.common import load_registry, one_line_errors
+from arbd.cli.daemon_cmds import load_optional_config
+from arbd.config import Config, ExchangeConfig
 from arbd.daemon import Daemon, run_until_signal
-from arbd.errors import ArbdError
 from arbd.hub import HubSubscriber
 from arbd.logs import setup_logging
 from arbd.model import FeedStatus, Quote
-from arbd.plugins import PluginRegistry, load_plugins
+from arbd.plugins import PluginRegistry
 from arbd.testing.fake import FakeExchangeServer, run_fakes
 
 
@@ -94,13 +94,8 @@ async def _run_demo(registry: PluginRegistry, config: Config, duration: float | 
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def demo(config_path: str | None, duration: float | None) -> None:
     """Start every installed fake exchange and the daemon against them, fully offline."""
-    try:
-        config = load_config(config_path) if config_path else Config()
-        registry = load_plugins()
+    with one_line_errors():
+        config = load_optional_config(config_path)
+        registry = load_registry()
         setup_logging(config.logging.level)
-        for failed in registry.failed:
-            click.echo(f"arbd: plugin {failed.name} skipped: {failed.error}", err=True)
         trio.run(_run_demo, registry, config, duration)
-    except ArbdError as exc:
-        click.echo(f"arbd: {exc}", err=True)
-        sys.exit(2)

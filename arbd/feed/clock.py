@@ -24,4 +24,6 @@ class TrioClock:
         return trio.current_time()
 
     def wall_ns(self) -> int:
-        return self._offset_ns + int(trio.current_time() * 1e9)
+        # Microsecond resolution: what the capture format stores, so a replay reproduces every
+        # receive time exactly; finer digits would be noise from the float clock anyway.
+        return (self._offset_ns + int(trio.current_time() * 1e9)) // 1_000 * 1_000

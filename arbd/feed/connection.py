@@ -81,6 +81,7 @@ class Connection:
         self,
         *,
         conn_id: str,
+        slot: str = "",
         spec: ExchangeSpec,
         session: ExchangeSession,
         client: WebSocketClient,
@@ -93,6 +94,8 @@ class Connection:
         on_health: Callable[[Connection, bool], None] | None = None,
     ) -> None:
         self.conn_id = conn_id
+        self.slot = slot or conn_id
+        """The supervisor's stable name for this connection, used in status events."""
         self.spec = spec
         self.exchange = spec.id
         self.session = session
@@ -396,7 +399,7 @@ class Connection:
                     symbol=sub.symbol,
                     scope="subscription",
                     state=state,
-                    connection=self.conn_id,
+                    connection=self.slot,
                     channel=sub.channel,
                     reason=reason,
                     timestamp=ms_from_ns(self.clock.wall_ns()),

@@ -86,7 +86,12 @@ class FeedContext:
         self.connections_opened = 0
         self._ids = itertools.count(1)
 
-    def next_conn_id(self) -> str:
+    def next_slot(self) -> str:
+        """A stable name for one planned connection, kept across reconnects and rotations.
+
+        Status events name the slot, so the hub's status map stays bounded however often a
+        connection is replaced; each physical connection is ``<slot>.<n>`` (logs, captures).
+        """
         return f"{self.exchange}-{next(self._ids)}"
 
     def new_backoff(self) -> Backoff:
@@ -135,7 +140,9 @@ class ConnectionSupervisor:
         self.ctx = ctx
         self.plan = plan
         self.state = "stopped"
+        self.slot = ctx.next_slot()
         self.conn_id = ""
+        self._serial = itertools.count(1)
         self.attempts = 0
         self.current: Connection | None = None
         self.rotations = 0
@@ -151,7 +158,7 @@ class ConnectionSupervisor:
             log.info("%s %s: %s (%s)", ctx.exchange, self.conn_id, state, reason)
         else:
             log.info("%s %s: %s", ctx.exchange, self.conn_id, state)
-        ctx.sink([ctx.status("connection", state, connection=self.conn_id, reason=reason)])
+        ctx.sink([ctx.status("connection", state, connection=self.slot, reason=reason)])
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ctx = self.ctx
@@ -162,7 +169,7 @@ class ConnectionSupervisor:
                 if not started:
                     task_status.started()
                     started = True
-                self.conn_id = ctx.next_conn_id()
+                self.conn_id = self._next_conn_id()
                 self._set_state("connecting")
                 live_since: list[float] = []
                 retry_after = 0.0
@@ -263,7 +270,7 @@ class ConnectionSupervisor:
     async def _rotate(self, old: Connection, nursery: trio.Nursery) -> bool:
         """Open a replacement, wait until it is live, hand over, close the old connection."""
         ctx = self.ctx
-        new_id = ctx.next_conn_id()
+        new_id = self._next_conn_id()
         live = trio.Event()
         try:
             new = await self._open_connection(new_id, live.set)
@@ -293,14 +300,16 @@ class ConnectionSupervisor:
         self.current = new
         self.rotations += 1
         log.info("%s: rotated %s -> %s", ctx.exchange, old.conn_id, new_id)
-        ctx.sink([ctx.status("connection", "stopped", connection=old.conn_id, reason="rotated")])
         old.stop()
         self.conn_id = new_id
-        ctx.sink([ctx.status("connection", "live", connection=new_id, reason="rotation")])
+        ctx.sink([ctx.status("connection", "live", connection=self.slot, reason="rotated")])
         await trio.sleep(HANDOVER_GRACE)
         new.sink = ctx.sink
         self._handover = None
         return True
+
+    def _next_conn_id(self) -> str:
+        return f"{self.slot}.{next(self._serial)}"
 
     async def _open_connection(self, conn_id: str, on_live: Callable[[], None]) -> Connection:
         ctx = self.ctx
@@ -310,6 +319,7 @@ class ConnectionSupervisor:
             ctx.recorder.connect(conn_id, ctx.clock.wall_ns(), self.plan.url, subs)
         return Connection(
             conn_id=conn_id,
+            slot=self.slot,
             spec=ctx.spec,
             session=ctx.adapter.new_session(self.plan),
             client=client,

@@ -110,7 +110,7 @@ class Market:
 
 
 class SimplexFake(FakeExchangeServer):
-    """The simplex exchange. ``SimplexFake()`` serves BTC/USDT and ETH/USDT.
+    """The simplex exchange. ``SimplexFake()`` serves BTC/USDT and ETH/USDT on ``/ws``.
 
     Args:
         symbols: normalized symbols to list (``BASE/QUOTE``).
@@ -119,6 +119,8 @@ class SimplexFake(FakeExchangeServer):
         depth: book levels per side.
         clock: ms since the epoch for ``ts`` fields (default: the wall clock).
     """
+
+    websocket_paths = ("/ws",)
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class SimplexFake(FakeExchangeServer):
         self.markets: dict[str, Market] = {}
         """Native symbol -> market."""
         self.rounds = 0
+        self.demo_rate = 10.0
         for symbol in symbols:
             market = self._new_market(symbol, (prices or {}).get(symbol))
             self.markets[market.native] = market
@@ -250,6 +253,10 @@ class SimplexFake(FakeExchangeServer):
             done += 1
             due += interval  # a steady schedule: time spent pumping is not added to it
             await trio.sleep_until(due)
+
+    async def simulate(self) -> None:
+        """For ``arbd demo``: ``demo_rate`` rounds per second, forever."""
+        await self.run_feed(self.demo_rate)
 
     def emit_round(self) -> None:
         """Queue one round of frames to the subscribed connections (synchronous; see ``pump``)."""

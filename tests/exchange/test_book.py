@@ -38,7 +38,9 @@ def test_crossed_and_locked_books_are_detected():
 
 def test_truncate_keeps_best_levels():
     book = OrderBook()
-    book.replace(bids=[(str(p), "1") for p in range(1, 11)], asks=[(str(p), "1") for p in range(20, 30)])
+    book.replace(
+        bids=[(str(p), "1") for p in range(1, 11)], asks=[(str(p), "1") for p in range(20, 30)]
+    )
     book.truncate(3)
     assert [p for p, _ in book.top_bids(10)] == ["10", "9", "8"]
     assert [p for p, _ in book.top_asks(10)] == ["20", "21", "22"]

@@ -39,7 +39,8 @@ class Harness:
 
     def statuses(self, scope: str | None = None) -> list[FeedStatus]:
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if isinstance(e, FeedStatus) and (scope is None or e.scope == scope)
         ]
 

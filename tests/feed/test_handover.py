@@ -4,8 +4,15 @@ from arbd.model import FeedStatus, Trade
 
 def trade(seq, symbol="BTC/USDT"):
     return Trade(
-        exchange="x", symbol=symbol, price="1", size="1", side="buy", id=str(seq),
-        timestamp=0, received_ns=0, sequence=seq,
+        exchange="x",
+        symbol=symbol,
+        price="1",
+        size="1",
+        side="buy",
+        id=str(seq),
+        timestamp=0,
+        received_ns=0,
+        sequence=seq,
     )
 
 

@@ -59,13 +59,13 @@ async def test_stalled_but_pinging_subscription_is_detected_and_resubscribed(vir
             detected_after = trio.current_time() - stalled_at
             # Deadline plus one watchdog tick (stale_after / 4) plus a frame interval.
             assert detected_after <= 2.0 + 0.5 + 0.1
-            stale = {(s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"}
+            stale = {
+                (s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"
+            }
             assert ("price", "BTC/USDT") in stale and ("book", "BTC/USDT") in stale
             # Recovery: the session resubscribed on the same connection.
             with trio.fail_after(5):
-                await fake.wait_for(
-                    lambda: any('"unsubscribe"' in str(m) for m in conn.received)
-                )
+                await fake.wait_for(lambda: any('"unsubscribe"' in str(m) for m in conn.received))
             fake.faults.stall = False
             await wait_until(lambda: any(s.state == "live" for s in h.statuses("subscription")))
             assert fake.connection_count == 1
@@ -88,8 +88,9 @@ async def test_missing_pong_is_detected(virtual_time):
     from arbd.exchange.adapter import Keepalive
 
     tuned = adapter_with(
-        keepalive=Keepalive(protocol_ping_interval=1.0, pong_timeout=2.0, app_ping_interval=None,
-                            idle_timeout=600.0)
+        keepalive=Keepalive(
+            protocol_ping_interval=1.0, pong_timeout=2.0, app_ping_interval=None, idle_timeout=600.0
+        )
     )
     async with open_fake(SimplexFake()) as fake:
         async with running(fake, adapter_cls=tuned, channels=("trades",)) as h:
@@ -144,5 +145,6 @@ async def test_rotation_opens_new_connection_first_and_delivers_without_gaps(vir
             assert fake.connection_count == 2
             assert len(fake.connections) == 1  # the old one is closed
             rotated = [s for s in h.statuses("connection") if s.reason == "rotated"]
-            assert [s.state for s in rotated] == ["stopped"]
+            assert [s.state for s in rotated] == ["live"]
+            assert {s.connection for s in h.statuses("connection")} == {"simplex-1"}
             assert h.ctx.reconnects == {}

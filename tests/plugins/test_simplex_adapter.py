@@ -94,7 +94,9 @@ def sent(session: SimplexSession) -> list[dict[str, object]]:
 def test_spec_is_the_documented_one() -> None:
     spec = SimplexAdapter.spec
     assert (spec.id, spec.max_streams_per_connection, spec.stale_action) == (
-        "simplex", 50, "resubscribe",
+        "simplex",
+        50,
+        "resubscribe",
     )
     assert spec.keepalive.app_ping_interval == 15.0
     assert spec.default_symbols == ("BTC/USDT", "ETH/USDT")
@@ -108,7 +110,11 @@ def test_load_instruments_parses_precision() -> None:
     adapter.load_instruments(answer(adapter, INSTRUMENTS))
     btc = adapter.instruments["BTC/USDT"]
     assert (btc.native, btc.base, btc.quote, btc.tick_size, btc.lot_size) == (
-        "BTC-USDT", "BTC", "USDT", "0.01", "0.0001",
+        "BTC-USDT",
+        "BTC",
+        "USDT",
+        "0.01",
+        "0.0001",
     )
     assert (btc.price_precision, btc.size_precision) == (2, 4)
 
@@ -227,19 +233,43 @@ def test_incomplete_data_frames_are_protocol_errors(frame: bytes) -> None:
 def test_price_trade_candle_from_the_spec() -> None:
     quote, trade, candle = feed(make_session(), PRICE, TRADE, CANDLE)
     assert quote == Quote(
-        exchange="simplex", symbol="BTC/USDT", bid="64000.10", ask="64000.20", bid_size="0.5",
-        ask_size="1.25", timestamp=1700000000123, exchange_time=1700000000123,
-        received_ns=RECEIVED_NS, sequence=41,
+        exchange="simplex",
+        symbol="BTC/USDT",
+        bid="64000.10",
+        ask="64000.20",
+        bid_size="0.5",
+        ask_size="1.25",
+        timestamp=1700000000123,
+        exchange_time=1700000000123,
+        received_ns=RECEIVED_NS,
+        sequence=41,
     )
     assert trade == Trade(
-        exchange="simplex", symbol="BTC/USDT", price="64000.15", size="0.010", side="buy",
-        id="7", timestamp=1700000000124, exchange_time=1700000000124, received_ns=RECEIVED_NS,
+        exchange="simplex",
+        symbol="BTC/USDT",
+        price="64000.15",
+        size="0.010",
+        side="buy",
+        id="7",
+        timestamp=1700000000124,
+        exchange_time=1700000000124,
+        received_ns=RECEIVED_NS,
         sequence=7,
     )
     assert candle == Candle(
-        exchange="simplex", symbol="BTC/USDT", interval="1m", start=1699999980000, open="1",
-        high="2", low="0.5", close="1.5", volume="10", closed=False, timestamp=1700000000127,
-        exchange_time=1700000000127, received_ns=RECEIVED_NS,
+        exchange="simplex",
+        symbol="BTC/USDT",
+        interval="1m",
+        start=1699999980000,
+        open="1",
+        high="2",
+        low="0.5",
+        close="1.5",
+        volume="10",
+        closed=False,
+        timestamp=1700000000127,
+        exchange_time=1700000000127,
+        received_ns=RECEIVED_NS,
     )
 
 
@@ -253,9 +283,15 @@ def test_snapshot_then_delta_from_the_spec() -> None:
     session = make_session()
     snapshot, delta = feed(session, SNAPSHOT, DELTA)
     assert snapshot == Book(
-        exchange="simplex", symbol="BTC/USDT", bids=[("64000.10", "0.5")],
-        asks=[("64000.20", "1.25")], depth=20, timestamp=1700000000125,
-        exchange_time=1700000000125, received_ns=RECEIVED_NS, sequence=100,
+        exchange="simplex",
+        symbol="BTC/USDT",
+        bids=[("64000.10", "0.5")],
+        asks=[("64000.20", "1.25")],
+        depth=20,
+        timestamp=1700000000125,
+        exchange_time=1700000000125,
+        received_ns=RECEIVED_NS,
+        sequence=100,
     )
     assert isinstance(delta, Book)
     assert (delta.bids, delta.asks, delta.sequence) == ([], [("64000.20", "1.25")], 101)
@@ -266,13 +302,21 @@ def test_published_books_hold_the_configured_depth_best_first() -> None:
     bids = [[f"{100 - i}.00", "1"] for i in range(5)]
     asks = [[f"{101 + i}.00", "1"] for i in range(5)]
     frame = json.dumps(
-        {"ch": "book", "s": "BTC-USDT", "type": "snapshot", "seq": 5, "bids": bids[::-1],
-         "asks": asks[::-1]}
+        {
+            "ch": "book",
+            "s": "BTC-USDT",
+            "type": "snapshot",
+            "seq": 5,
+            "bids": bids[::-1],
+            "asks": asks[::-1],
+        }
     ).encode()
     (book,) = feed(session, frame)
     assert isinstance(book, Book)
     assert (book.bids, book.asks, book.depth) == (
-        [("100.00", "1"), ("99.00", "1")], [("101.00", "1"), ("102.00", "1")], 2,
+        [("100.00", "1"), ("99.00", "1")],
+        [("101.00", "1"), ("102.00", "1")],
+        2,
     )
 
 

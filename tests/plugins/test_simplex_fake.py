@@ -32,7 +32,10 @@ async def make_session(
     """An adapter loaded from the fake's own REST answer, and a session for its one plan."""
     adapter = SimplexAdapter(
         AdapterSettings(
-            ws_url=fake.ws_url(), rest_url=fake.rest_url, symbols=symbols, channels=CHANNELS,
+            ws_url=fake.ws_url(),
+            rest_url=fake.rest_url,
+            symbols=symbols,
+            channels=CHANNELS,
             book_depth=5,
         )
     )
@@ -40,8 +43,11 @@ async def make_session(
     async with httpx.AsyncClient() as http:
         response = await http.get(request.url)
     adapter.load_instruments(
-        [HttpResponse(request=request, status=response.status_code, body=response.content,
-                      received_ns=0)]
+        [
+            HttpResponse(
+                request=request, status=response.status_code, body=response.content, received_ns=0
+            )
+        ]
     )
     (plan,) = adapter.plan_connections(adapter.subscriptions())
     return adapter.new_session(plan)
@@ -72,9 +78,10 @@ def kinds(events: list[Event]) -> list[str]:
 
 async def test_rest_endpoints() -> None:
     with trio.fail_after(LIMIT):
-        async with open_fake(SimplexFake()) as fake, httpx.AsyncClient(
-            base_url=fake.rest_url
-        ) as http:
+        async with (
+            open_fake(SimplexFake()) as fake,
+            httpx.AsyncClient(base_url=fake.rest_url) as http,
+        ):
             instruments = (await http.get("/api/instruments")).json()
             book = await http.get("/api/book", params={"symbol": "ETH-USDT"})
             unknown = await http.get("/api/book", params={"symbol": "FOO-BAR"})
@@ -82,10 +89,8 @@ async def test_rest_endpoints() -> None:
             other = await http.get("/api/nothing")
     assert instruments == {
         "instruments": [
-            {"symbol": "BTC-USDT", "base": "BTC", "quote": "USDT", "tick": "0.01",
-             "lot": "0.0001"},
-            {"symbol": "ETH-USDT", "base": "ETH", "quote": "USDT", "tick": "0.01",
-             "lot": "0.001"},
+            {"symbol": "BTC-USDT", "base": "BTC", "quote": "USDT", "tick": "0.01", "lot": "0.0001"},
+            {"symbol": "ETH-USDT", "base": "ETH", "quote": "USDT", "tick": "0.01", "lot": "0.001"},
         ]
     }
     body = book.json()
@@ -139,7 +144,10 @@ async def test_unknown_stream_gets_an_error_and_known_ones_an_ack() -> None:
             conn = fake.connections[0]
     assert replies[0] == {"op": "subscribed", "args": ["price:ETH-USDT"], "id": 7}
     assert replies[1] == {
-        "op": "error", "code": "bad_symbol", "msg": "unknown symbol FOO-BAR", "id": 7,
+        "op": "error",
+        "code": "bad_symbol",
+        "msg": "unknown symbol FOO-BAR",
+        "id": 7,
     }
     assert (replies[2]["code"], replies[2]["id"]) == ("bad_channel", 8)
     assert replies[3]["code"] == "bad_request"
@@ -180,17 +188,20 @@ async def test_skipped_sequence_is_detected_and_resynced_over_the_wire() -> None
                 events = await pass_on(probe, session, 4)
                 assert session.stats.sequence_gaps == 1
                 assert [e.state for e in events if isinstance(e, FeedStatus)] == [
-                    "invalid", "resyncing",
+                    "invalid",
+                    "resyncing",
                 ]
                 assert not any(isinstance(e, Book) for e in events)
                 resync = await send_frames(probe, session)
                 assert [(f["op"], f["args"]) for f in resync] == [
-                    ("unsubscribe", ["book:BTC-USDT"]), ("subscribe", ["book:BTC-USDT"]),
+                    ("unsubscribe", ["book:BTC-USDT"]),
+                    ("subscribe", ["book:BTC-USDT"]),
                 ]
                 # unsubscribed ack, subscribed ack, fresh snapshot
                 events = await pass_on(probe, session, 3)
                 assert [(type(e).__name__, getattr(e, "state", "")) for e in events] == [
-                    ("FeedStatus", "valid"), ("Book", ""),
+                    ("FeedStatus", "valid"),
+                    ("Book", ""),
                 ]
                 await fake.pump(1)
                 events = await pass_on(probe, session, 4)
@@ -211,7 +222,8 @@ async def test_crossed_book_and_shutdown_faults() -> None:
                 events = await pass_on(probe, session, 1)
                 assert session.stats.crossed_books == 1
                 assert [e.state for e in events if isinstance(e, FeedStatus)] == [
-                    "invalid", "resyncing",
+                    "invalid",
+                    "resyncing",
                 ]
                 await send_frames(probe, session)
                 events = await pass_on(probe, session, 3)
@@ -235,6 +247,16 @@ async def test_refused_handshake_carries_retry_after() -> None:
                     pass
     assert (refused.value.status, refused.value.headers["Retry-After"]) == (429, "3")
     assert fake.handshake_refusals == 1
+
+
+async def test_websocket_only_on_its_path() -> None:
+    with trio.fail_after(LIMIT):
+        async with open_fake(SimplexFake()) as fake:
+            with pytest.raises(HandshakeRefused) as refused:
+                async with open_probe(fake.ws_url("/stream")):
+                    pass
+    assert refused.value.status == 404
+    assert fake.connection_count == 0
 
 
 async def test_run_feed_streams_at_a_rate() -> None:

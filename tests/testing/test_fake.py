@@ -6,7 +6,10 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from websockets.frames import Opcode
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from arbd.testing.client import HandshakeRefused, ProbeClosed, open_probe
 from arbd.testing.fake import FakeConnection, FakeExchangeServer, open_fake
@@ -310,3 +313,27 @@ async def test_handle_stream_serves_an_in_memory_stream() -> None:
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
     assert response.endswith(b'\r\n\r\n{"hello":"mem"}')
     assert b"Connection: close" in response
+
+
+async def test_websocket_over_an_in_memory_stream_with_an_eager_client() -> None:
+    """A client that sends a frame right behind its handshake, all in one write."""
+    fake = Echo()
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    protocol = ClientProtocol(parse_uri("ws://fake.invalid/ws"))
+    protocol.send_request(protocol.connect())
+    # The client protocol refuses to send before OPEN, so serialize the frame by hand.
+    eager = Frame(Opcode.TEXT, b"eager").serialize(mask=True, extensions=[])
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fake.handle_stream, server_stream)
+            await client_stream.send_all(b"".join(protocol.data_to_send()) + eager)
+            frames: list[Frame] = []
+            while not frames:
+                protocol.receive_data(await client_stream.receive_some(65536))
+                frames = [e for e in protocol.events_received() if isinstance(e, Frame)]
+            assert protocol.state is State.OPEN
+            assert (frames[0].opcode, bytes(frames[0].data)) == (Opcode.TEXT, b"eager")
+            assert fake.connections[0].received == ["eager"]
+            await client_stream.aclose()  # abrupt: the server notices and cleans up
+    assert fake.connections == []
+    assert fake.connection_count == 1

@@ -1,0 +1,5 @@
+"""``python -m arbd`` is the ``arbd`` command."""
+
+from arbd.cli.main import main
+
+main()
