@@ -12,3 +12,6 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries log every request and handshake at INFO; that is noise at arbd's INFO.
+    for name in ("httpx", "httpcore", "websockets"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
