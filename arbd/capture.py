@@ -372,9 +372,7 @@ class Located(msgspec.Struct, frozen=True):
     record: TimedRecord
 
 
-def _timed(
-    index: int, path: str | Path, on_error: ErrorHandler | None
-) -> Iterator[Located]:
+def _timed(index: int, path: str | Path, on_error: ErrorHandler | None) -> Iterator[Located]:
     name = str(path)
     for line, record in iter_records(path, on_error):
         if not isinstance(record, Header):

@@ -36,7 +36,7 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -53,8 +53,9 @@ from arbd.capture import (
     read_header,
 )
 from arbd.config import Config
-from arbd.errors import ArbdError, CaptureError, ConfigError, ProtocolError
+from arbd.errors import ArbdError, CaptureError, ConfigError
 from arbd.exchange.adapter import (
+    FRAME_ERRORS,
     AdapterSettings,
     ConnectionPlan,
     ExchangeAdapter,
@@ -65,16 +66,6 @@ from arbd.exchange.adapter import (
 from arbd.hub import Hub
 from arbd.model import CHANNELS, Event, Subscription
 from arbd.plugins import PluginRegistry
-
-FRAME_ERRORS: Final = (
-    ProtocolError,
-    msgspec.MsgspecError,
-    ValueError,
-    KeyError,
-    TypeError,
-    IndexError,
-)
-"""What an adapter may raise for a frame it cannot parse (see ``arbd.exchange.adapter``)."""
 
 
 class ReplayStats(msgspec.Struct, kw_only=True):

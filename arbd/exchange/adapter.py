@@ -37,11 +37,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 import msgspec
 
+from arbd.errors import ProtocolError
 from arbd.model import Event, Subscription
+
+FRAME_ERRORS: Final = (
+    ProtocolError,
+    msgspec.MsgspecError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+)
+"""What ``receive`` / ``on_http`` may raise for input they cannot parse. The driver and replay
+count such a frame and skip it; any other exception is a bug in the adapter and propagates."""
 
 
 class Keepalive(msgspec.Struct, frozen=True, kw_only=True):

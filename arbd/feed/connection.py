@@ -26,21 +26,25 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-import msgspec
 import trio
 
 from arbd.errors import (
     FeedError,
     HeartbeatTimeout,
     PeerClosed,
-    ProtocolError,
     RateLimited,
     ReconnectRequested,
     RestError,
     StaleFeed,
 )
-from arbd.exchange.adapter import ExchangeSession, ExchangeSpec, HttpRequest, HttpResponse
-from arbd.feed.transport import RECEIVE_SIZE, WebSocketClient
+from arbd.exchange.adapter import (
+    FRAME_ERRORS,
+    ExchangeSession,
+    ExchangeSpec,
+    HttpRequest,
+    HttpResponse,
+)
+from arbd.feed.transport import RECEIVE_SIZE, WebSocketClient, describe
 from arbd.model import Book, Candle, Event, FeedStatus, Quote, Subscription, Trade, ms_from_ns
 
 if TYPE_CHECKING:
@@ -52,8 +56,6 @@ log = logging.getLogger("arbd.feed")
 
 Sink = Callable[[Sequence[Event]], None]
 
-# Exceptions a frame parser may raise for garbage input: counted and skipped, never fatal.
-FRAME_ERRORS = (ProtocolError, msgspec.MsgspecError, ValueError, KeyError, TypeError, IndexError)
 
 _EVENT_TYPES: tuple[tuple[type, str], ...] = (
     (Quote, "price"),
@@ -439,7 +441,7 @@ class Connection:
 
 
 def _peer_closed(url: str, exc: BaseException) -> FeedError:
-    return PeerClosed(f"{url}: connection lost: {exc}")
+    return PeerClosed(f"{url}: connection lost: {describe(exc)}")
 
 
 _last_frame_log: dict[str, float] = {}

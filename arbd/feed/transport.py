@@ -46,6 +46,16 @@ def make_tcp_opener(ssl_context: ssl.SSLContext | None = None) -> Opener:
     return open_stream
 
 
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a stream error; trio wraps TLS failures (certificate problems)
+    in an empty BrokenResourceError whose cause says what happened."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if not text and cause is not None:
+        return describe(cause)
+    return text or type(exc).__name__
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if absent/bad."""
     if not value:
@@ -189,15 +199,17 @@ class WebSocketClient:
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise PeerClosed(f"{self.url}: send failed: {exc}") from None
+                raise PeerClosed(f"{self.url}: send failed: {describe(exc)}") from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close politely (close frame, then the stream); never raises."""
         try:
             if self.protocol.state is State.OPEN:
                 self.protocol.send_close(code, reason)
-                with trio.move_on_after(1.0):
-                    await self.flush()
+            # Also flushes a close frame the protocol queued itself when it failed the
+            # connection (1009 message too big, 1002 protocol error), so the peer learns why.
+            with trio.move_on_after(1.0):
+                await self.flush()
         except PeerClosed:
             pass
         finally:
@@ -225,7 +237,7 @@ async def connect(
         try:
             stream = await opener(uri.host, uri.port, uri.secure)
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"{url}: cannot connect: {exc}") from None
+            raise ConnectFailed(f"{url}: cannot connect: {describe(exc)}") from None
         try:
             return await _handshake(stream, uri, url, max_size, headers or {})
         except BaseException:
@@ -257,7 +269,7 @@ async def _handshake(
         try:
             data = await stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"{url}: handshake failed: {exc}") from None
+            raise ConnectFailed(f"{url}: handshake failed: {describe(exc)}") from None
         if not data:
             protocol.receive_eof()
         else:

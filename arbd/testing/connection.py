@@ -127,11 +127,7 @@ class FakeConnection:
     @property
     def open(self) -> bool:
         """True while frames can still be sent (not closing, closed or about to be dropped)."""
-        return (
-            not self.closed
-            and not self._drop_after_flush
-            and self._protocol.state is State.OPEN
-        )
+        return not self.closed and not self._drop_after_flush and self._protocol.state is State.OPEN
 
     # -- sending --------------------------------------------------------------------------------
 

@@ -186,8 +186,9 @@ class FakeExchangeServer:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(
-                    partial(trio.serve_listeners, self.handle_stream, listeners,
-                            handler_nursery=nursery)
+                    partial(
+                        trio.serve_listeners, self.handle_stream, listeners, handler_nursery=nursery
+                    )
                 )
                 task_status.started(self.port)
         finally:

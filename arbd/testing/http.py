@@ -97,9 +97,7 @@ def parse_head(head: bytes) -> RequestHead:
     return RequestHead(method=method, target=target, version=version, headers=headers)
 
 
-def build_response(
-    status: int, headers: dict[str, str], body: bytes, *, keep_alive: bool
-) -> bytes:
+def build_response(status: int, headers: dict[str, str], body: bytes, *, keep_alive: bool) -> bytes:
     """Serialize a response with Content-Length (and a JSON Content-Type unless given)."""
     try:
         reason = http.HTTPStatus(status).phrase

@@ -152,7 +152,9 @@ class SimplexAdapter(ExchangeAdapter):
         max_streams_per_connection=50,
         max_outgoing_per_second=50.0,
         keepalive=Keepalive(
-            protocol_ping_interval=20.0, pong_timeout=10.0, app_ping_interval=15.0,
+            protocol_ping_interval=20.0,
+            pong_timeout=10.0,
+            app_ping_interval=15.0,
             idle_timeout=60.0,
         ),
         rotate_after=None,
@@ -394,9 +396,16 @@ class SimplexSession(ExchangeSession):
                 raise ProtocolError(f"simplex: price frame for {native} lacks b/B/a/A")
             out.append(
                 Quote(
-                    exchange=self._exchange, symbol=symbol, bid=f.b, ask=f.a,
-                    bid_size=f.bid_size, ask_size=f.ask_size, timestamp=timestamp,
-                    exchange_time=ts, received_ns=received_ns, sequence=f.seq,
+                    exchange=self._exchange,
+                    symbol=symbol,
+                    bid=f.b,
+                    ask=f.a,
+                    bid_size=f.bid_size,
+                    ask_size=f.ask_size,
+                    timestamp=timestamp,
+                    exchange_time=ts,
+                    received_ns=received_ns,
+                    sequence=f.seq,
                 )
             )
         elif channel == "trades":
@@ -405,10 +414,16 @@ class SimplexSession(ExchangeSession):
             side = f.side
             out.append(
                 Trade(
-                    exchange=self._exchange, symbol=symbol, price=f.p, size=f.q,
+                    exchange=self._exchange,
+                    symbol=symbol,
+                    price=f.p,
+                    size=f.q,
                     side="buy" if side == "buy" else "sell" if side == "sell" else None,
-                    id=None if f.id is None else str(f.id), timestamp=timestamp,
-                    exchange_time=ts, received_ns=received_ns, sequence=f.seq,
+                    id=None if f.id is None else str(f.id),
+                    timestamp=timestamp,
+                    exchange_time=ts,
+                    received_ns=received_ns,
+                    sequence=f.seq,
                 )
             )
         elif channel == "book":
@@ -418,15 +433,29 @@ class SimplexSession(ExchangeSession):
             self._on_book(f, state, timestamp, received_ns, out)
         else:  # candles (_symbol admits only known channels)
             if (
-                f.start is None or f.o is None or f.h is None or f.l is None or f.c is None
-                or f.v is None or f.closed is None
+                f.start is None
+                or f.o is None
+                or f.h is None
+                or f.l is None
+                or f.c is None
+                or f.v is None
+                or f.closed is None
             ):
                 raise ProtocolError(f"simplex: candle frame for {native} lacks a field")
             out.append(
                 Candle(
-                    exchange=self._exchange, symbol=symbol, interval=CANDLE_INTERVAL,
-                    start=f.start, open=f.o, high=f.h, low=f.l, close=f.c, volume=f.v,
-                    closed=f.closed, timestamp=timestamp, exchange_time=ts,
+                    exchange=self._exchange,
+                    symbol=symbol,
+                    interval=CANDLE_INTERVAL,
+                    start=f.start,
+                    open=f.o,
+                    high=f.h,
+                    low=f.l,
+                    close=f.c,
+                    volume=f.v,
+                    closed=f.closed,
+                    timestamp=timestamp,
+                    exchange_time=ts,
                     received_ns=received_ns,
                 )
             )
@@ -468,9 +497,15 @@ class SimplexSession(ExchangeSession):
         depth = self._depth
         out.append(
             Book(
-                exchange=self._exchange, symbol=state.symbol, bids=book.top_bids(depth),
-                asks=book.top_asks(depth), depth=depth, timestamp=timestamp,
-                exchange_time=f.ts, received_ns=received_ns, sequence=seq,
+                exchange=self._exchange,
+                symbol=state.symbol,
+                bids=book.top_bids(depth),
+                asks=book.top_asks(depth),
+                depth=depth,
+                timestamp=timestamp,
+                exchange_time=f.ts,
+                received_ns=received_ns,
+                sequence=seq,
             )
         )
 
@@ -488,10 +523,13 @@ class SimplexSession(ExchangeSession):
         self._request("unsubscribe", arg)
         self._request("subscribe", arg)
 
-    def _status(
-        self, book: _BookState, state: str, reason: str, received_ns: int
-    ) -> FeedStatus:
+    def _status(self, book: _BookState, state: str, reason: str, received_ns: int) -> FeedStatus:
         return FeedStatus(
-            exchange=self._exchange, symbol=book.symbol, scope="book", state=state, channel="book",
-            reason=reason, timestamp=received_ns // 1_000_000,
+            exchange=self._exchange,
+            symbol=book.symbol,
+            scope="book",
+            state=state,
+            channel="book",
+            reason=reason,
+            timestamp=received_ns // 1_000_000,
         )

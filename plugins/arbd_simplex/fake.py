@@ -150,9 +150,16 @@ class SimplexFake(FakeExchangeServer):
         price_decimals = max(_decimals(tick), _decimals(mid_text))
         tick_units = _units(tick, price_decimals)
         market = Market(
-            symbol=symbol, native=f"{base}-{quote}", base=base, quote=quote, tick=tick, lot=lot,
-            mid=_units(mid_text, price_decimals) // tick_units, price_decimals=price_decimals,
-            size_decimals=_decimals(lot), tick_units=tick_units,
+            symbol=symbol,
+            native=f"{base}-{quote}",
+            base=base,
+            quote=quote,
+            tick=tick,
+            lot=lot,
+            mid=_units(mid_text, price_decimals) // tick_units,
+            price_decimals=price_decimals,
+            size_decimals=_decimals(lot),
+            tick_units=tick_units,
         )
         market.bids, market.asks = self._desired(market, {}, {})
         return market
@@ -168,8 +175,7 @@ class SimplexFake(FakeExchangeServer):
             return 405, {"Allow": "GET"}, b'{"error":"method not allowed"}'
         if path == "/api/instruments":
             items = [
-                {"symbol": m.native, "base": m.base, "quote": m.quote, "tick": m.tick,
-                 "lot": m.lot}
+                {"symbol": m.native, "base": m.base, "quote": m.quote, "tick": m.tick, "lot": m.lot}
                 for m in self.markets.values()
             ]
             return 200, {}, _encode({"instruments": items})
@@ -313,17 +319,27 @@ class SimplexFake(FakeExchangeServer):
             delta = self._step_book(m)
         m.price_seq += 1
         price = {
-            "ch": "price", "s": m.native, "seq": m.price_seq, "ts": ts,
-            "b": m.price(m.mid - 1), "B": m.size(m.bids[m.mid - 1]),
-            "a": m.price(m.mid + 1), "A": m.size(m.asks[m.mid + 1]),
+            "ch": "price",
+            "s": m.native,
+            "seq": m.price_seq,
+            "ts": ts,
+            "b": m.price(m.mid - 1),
+            "B": m.size(m.bids[m.mid - 1]),
+            "a": m.price(m.mid + 1),
+            "A": m.size(m.asks[m.mid + 1]),
         }
         m.trade_seq += 1
         side = rng.choice(("buy", "sell"))
         trade_ticks = m.mid + (1 if side == "buy" else -1)
         trade_lots = rng.randint(1, 50)
         trade = {
-            "ch": "trades", "s": m.native, "seq": m.trade_seq, "ts": ts,
-            "p": m.price(trade_ticks), "q": m.size(trade_lots), "side": side,
+            "ch": "trades",
+            "s": m.native,
+            "seq": m.trade_seq,
+            "ts": ts,
+            "p": m.price(trade_ticks),
+            "q": m.size(trade_lots),
+            "side": side,
             "id": str(m.trade_seq),
         }
         candle = self._candle(m, ts, trade_ticks, trade_lots)
@@ -346,9 +362,16 @@ class SimplexFake(FakeExchangeServer):
             bar[1], bar[2], bar[3] = max(bar[1], ticks), min(bar[2], ticks), ticks
             bar[4] += lots
         body = {
-            "ch": "candles", "s": m.native, "ts": ts, "start": m.candle_start,
-            "o": m.price(bar[0]), "h": m.price(bar[1]), "l": m.price(bar[2]),
-            "c": m.price(bar[3]), "v": m.size(bar[4]), "closed": closed,
+            "ch": "candles",
+            "s": m.native,
+            "ts": ts,
+            "start": m.candle_start,
+            "o": m.price(bar[0]),
+            "h": m.price(bar[1]),
+            "l": m.price(bar[2]),
+            "c": m.price(bar[3]),
+            "v": m.size(bar[4]),
+            "closed": closed,
         }
         if closed:
             m.candle_start, m.candle = start, [ticks, ticks, ticks, ticks, lots]
@@ -360,10 +383,12 @@ class SimplexFake(FakeExchangeServer):
         """The book around ``m.mid``: kept sizes where a level stays, fresh ones elsewhere, and
         two levels per side re-sized so every delta changes something."""
         rng = self.rng
-        new_bids = {m.mid - k: bids.get(m.mid - k) or rng.randint(1, 5000)
-                    for k in range(1, self.depth + 1)}
-        new_asks = {m.mid + k: asks.get(m.mid + k) or rng.randint(1, 5000)
-                    for k in range(1, self.depth + 1)}
+        new_bids = {
+            m.mid - k: bids.get(m.mid - k) or rng.randint(1, 5000) for k in range(1, self.depth + 1)
+        }
+        new_asks = {
+            m.mid + k: asks.get(m.mid + k) or rng.randint(1, 5000) for k in range(1, self.depth + 1)
+        }
         for side in (new_bids, new_asks):
             for price in rng.sample(sorted(side), min(2, len(side))):
                 side[price] = rng.randint(1, 5000)
@@ -381,8 +406,14 @@ class SimplexFake(FakeExchangeServer):
         self, m: Market, prev: int, bids: list[list[str]], asks: list[list[str]]
     ) -> str:
         body = {
-            "ch": "book", "s": m.native, "type": "delta", "seq": prev + 1, "prev": prev,
-            "ts": self.clock(), "bids": bids, "asks": asks,
+            "ch": "book",
+            "s": m.native,
+            "type": "delta",
+            "seq": prev + 1,
+            "prev": prev,
+            "ts": self.clock(),
+            "bids": bids,
+            "asks": asks,
         }
         return _encode(body).decode()
 
@@ -394,8 +425,12 @@ class SimplexFake(FakeExchangeServer):
 
     def _snapshot_frame(self, m: Market) -> str:
         body = {
-            "ch": "book", "s": m.native, "type": "snapshot", "seq": m.book_seq,
-            "ts": self.clock(), **self._book_body(m),
+            "ch": "book",
+            "s": m.native,
+            "type": "snapshot",
+            "seq": m.book_seq,
+            "ts": self.clock(),
+            **self._book_body(m),
         }
         return _encode(body).decode()
 

@@ -148,3 +148,63 @@ async def test_rotation_opens_new_connection_first_and_delivers_without_gaps(vir
             assert [s.state for s in rotated] == ["live"]
             assert {s.connection for s in h.statuses("connection")} == {"simplex-1"}
             assert h.ctx.reconnects == {}
+
+
+async def test_subscriptions_are_split_across_connections_by_the_adapter_limit(virtual_time):
+    tuned = adapter_with(max_streams_per_connection=3)
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, adapter_cls=tuned, symbols=("BTC/USDT", "ETH/USDT")) as h:
+            with trio.fail_after(10):
+                await fake.wait_for(
+                    lambda: (
+                        len(fake.connections) == 3
+                        and sum(len(c.subscriptions) for c in fake.connections) == 8
+                    )
+                )
+            assert all(len(c.subscriptions) <= 3 for c in fake.connections)
+            assert len(h.feed.supervisors) == 3
+
+
+async def test_frame_size_limit_is_configurable_and_the_default_allows_multi_mb_frames(
+    virtual_time,
+):
+    import msgspec
+
+    from .conftest import FAST
+
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake) as h:  # default max_frame_bytes: 64 MiB
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            fake.send_oversized(conn, 3 * 1024 * 1024)  # valid JSON, not a simplex frame
+            await fake.pump(1)
+            await wait_until(lambda: h.of(Trade))
+            assert fake.connection_count == 1
+        small = msgspec.structs.replace(FAST, max_frame_bytes=64 * 1024)
+        async with running(fake, feed=small) as h:
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: fake.connection_count == 2 and fake.connections)
+                conn = fake.connections[-1]
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            fake.send_oversized(conn, 100 * 1024)
+            await wait_until(lambda: h.ctx.reconnects.get("peer_closed", 0) >= 1)
+            assert conn.close_code == 1009  # "message too big", sent by our side
+
+
+async def test_max_attempts_marks_the_exchange_failed_and_stops_trying(virtual_time):
+    import msgspec
+
+    from .conftest import FAST
+
+    async with open_fake(SimplexFake()) as fake:
+        fake.faults.refuse_status = 503
+        limited = msgspec.structs.replace(FAST, max_attempts=3)
+        async with running(fake, feed=limited) as h:
+            await wait_until(lambda: any(s.scope == "exchange" for s in h.statuses()))
+            (failed,) = [s for s in h.statuses() if s.scope == "exchange"]
+            assert failed.state == "failed"
+            assert fake.handshake_refusals == 3
+            await trio.sleep(60.0)
+            assert fake.handshake_refusals == 3  # no more attempts
+            assert h.feed.supervisors[0].state == "stopped"
