@@ -52,7 +52,7 @@ async def test_wss_with_an_untrusted_certificate_is_refused():
     async with trio.open_nursery() as nursery:
         port = await serve_tls(fake, ca, nursery)
         # The system trust store does not know the test CA.
-        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+        with pytest.raises(ConnectFailed, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             await connect(
                 f"wss://localhost:{port}/ws", make_tcp_opener(), max_size=None, connect_timeout=5
             )
