@@ -208,3 +208,28 @@ async def test_max_attempts_marks_the_exchange_failed_and_stops_trying(virtual_t
             await trio.sleep(60.0)
             assert fake.handshake_refusals == 3  # no more attempts
             assert h.feed.supervisors[0].state == "stopped"
+
+
+async def test_outgoing_frames_are_paced_to_the_exchange_message_limit(virtual_time):
+    from arbd_simplex.adapter import SimplexSession
+
+    class ChattySession(SimplexSession):
+        def start(self, now_ns: int) -> None:
+            super().start(now_ns)
+            for _ in range(5):
+                self.keepalive(now_ns)
+
+    base = adapter_with(max_outgoing_per_second=2.0)
+
+    class ChattyAdapter(base):  # type: ignore[misc, valid-type]
+        def new_session(self, plan):
+            return ChattySession(self, plan)
+
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, adapter_cls=ChattyAdapter, channels=("trades",)):
+            conn = await fake.wait_connected()
+            started = trio.current_time()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: len(conn.received) >= 6)
+            # Six frames at two per second with a burst of two: the last leaves after 2 s.
+            assert trio.current_time() - started >= 1.9
