@@ -13,9 +13,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ingest import make_messages, new_pipeline, plan  # noqa: E402
+from ingest import make_messages, new_pipeline, plan
 
-from arbd.model import Event  # noqa: E402
+from arbd.model import Event
 
 
 def main() -> None:
