@@ -6,7 +6,8 @@ Field names are snake_case in Python and camelCase on the wire (``bid_size`` -> 
 
 Prices and sizes are ``str`` holding the exchange's own decimal text: consumers see exactly what
 the exchange stated (never ``0.30000000000000004``). Code that needs arithmetic converts with
-``float()`` at the point of use; ``benchmarks/model.py`` measures that choice.
+``float()`` at the point of use (``benchmarks/pipeline.py`` measures ``float()`` against
+``Decimal()`` for that conversion).
 
 Times:
     ``timestamp``      ms since the epoch: the exchange's event time when it gives one, else the
