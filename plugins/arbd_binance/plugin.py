@@ -1,0 +1,12 @@
+"""Registers the Binance spot adapter through arbd's plugin hooks."""
+
+from __future__ import annotations
+
+from arbd import hookimpl
+from arbd.exchange.adapter import ExchangeAdapter
+from arbd_binance.adapter import BinanceAdapter
+
+
+@hookimpl
+def arbd_exchanges() -> list[type[ExchangeAdapter]]:
+    return [BinanceAdapter]

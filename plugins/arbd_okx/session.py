@@ -1,0 +1,267 @@
+"""One OKX v5 WebSocket connection, Sans-I/O (see ``arbd.exchange.adapter`` for the call order).
+
+Frames it sends (text)::
+
+    {"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}],"id":"1"}
+    {"op":"unsubscribe","args":[{"channel":"books","instId":"BTC-USDT"}],"id":"2"}
+    ping                                      (the keepalive: a text frame, not JSON)
+
+Frames it understands (exchange-protocols.md §5)::
+
+    pong
+    {"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"accb8e21"}
+    {"event":"unsubscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"d0b44253"}
+    {"id":"1512","event":"error","code":"60012","msg":"Invalid request: ...","connId":"a4d3ae55"}
+    {"event":"notice","code":"64008","msg":"The connection will soon be closed ...", ...}
+    {"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["111.06","55154","0",
+      "2"]],"bids":[["111.05","57745","0","2"]],"ts":"1670324386802","seqId":363996337}]}
+    {"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":
+      "130639474","px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897", ...}]}
+    {"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot"|"update","data":[{"asks":
+      [...],"bids":[...],"ts":"1597026383085","checksum":0,"prevSeqId":-1,"seqId":123456}]}
+    {"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1597026383085","8533.02",
+      "8553.74","8527.17","8548.26","45247","529.58","5529.58","0"]]}
+
+Anything else that parses (other events, channels or symbols) is counted in ``stats.ignored``.
+Error events become notices and ``stats.errors_reported``; the service-upgrade notice (code
+64008, sent 60 s before OKX closes the connection) asks the driver for a reconnect. Book
+integrity lives in :mod:`arbd_okx.books`.
+
+Trades: ``side`` is the taker side; ``sequence`` is the numeric ``tradeId``. Quotes: ``sequence``
+is the ``bbo-tbt`` ``seqId``. Candles (``confirm == "1"`` means closed) carry no event time, so
+their ``timestamp`` is the receive time and ``start`` the bar's open time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, HttpRequest, HttpResponse
+from arbd.exchange.symbols import normalize
+from arbd.model import Candle, Event, Quote, Subscription, Trade
+from arbd_okx import wire
+from arbd_okx.books import BookState, BookSync, ms
+
+if TYPE_CHECKING:
+    from arbd_okx.adapter import OkxAdapter
+
+CHANNELS: Final = {"price": "bbo-tbt", "trades": "trades", "book": "books", "candles": "candle1m"}
+"""Normalized channel -> the OKX channel that serves it."""
+_FROM_OKX: Final = {okx: ours for ours, okx in CHANNELS.items()}
+CANDLE_INTERVAL: Final = "1m"
+_MAX_PENDING_REQUESTS: Final = 1000
+
+
+class OkxSession(ExchangeSession):
+    """One OKX connection (public or business endpoint). See the module docstring."""
+
+    adapter: OkxAdapter
+
+    def __init__(self, adapter: OkxAdapter, plan: ConnectionPlan) -> None:
+        super().__init__(adapter, plan)
+        self._exchange = adapter.spec.id
+        self._next_id = 1
+        self._requests: dict[str, tuple[str, list[wire.Arg]]] = {}
+        """Request id -> (op, args), so an error event can name what it refused."""
+        self.acknowledged: set[tuple[str, str]] = set()
+        """(OKX channel, instId) pairs the server confirmed as subscribed."""
+        self.last_pong_ns: int | None = None
+        self._last_ns = 0
+        self.books = BookSync(self)
+        self._symbols: dict[str, str] = {}
+        self._wanted: set[tuple[str, str]] | None
+        self._any_symbol = False
+        if plan.subscriptions:
+            self._wanted = set()
+            for sub in plan.subscriptions:
+                channel = CHANNELS.get(sub.channel)
+                if channel is None:
+                    continue
+                native = adapter.native(sub.symbol)
+                self._symbols[native] = sub.symbol
+                self._wanted.add((channel, native))
+                if channel == "books":
+                    self.books.states[native] = BookState(native, sub.symbol, "subscribing")
+        else:
+            # Replay: every listed instrument (mechanical BASE-QUOTE mapping if none loaded).
+            self._wanted = None
+            self._symbols = {i.native: i.symbol for i in adapter.instruments.values()}
+            self._any_symbol = not self._symbols
+
+    # -- driver-facing ----------------------------------------------------------------------
+
+    def start(self, now_ns: int) -> None:
+        """Queue one subscribe frame carrying every subscription of the plan."""
+        args = self._args(self.plan.subscriptions)
+        if args:
+            self.send_request("subscribe", args)
+
+    def resubscribe(self, subscriptions: Sequence[Subscription], now_ns: int) -> None:
+        """Unsubscribe and subscribe again; books among them start over after the new ack."""
+        args = self._args(subscriptions)
+        if not args:
+            return
+        for arg in args:
+            if arg.channel == "books":
+                self.books.resubscribing(arg.instId)
+        self.send_request("unsubscribe", args)
+        self.send_request("subscribe", args)
+
+    def keepalive(self, now_ns: int) -> None:
+        """Queue the text frame ``ping`` (not JSON); OKX answers with the text ``pong``."""
+        self.send("ping")
+
+    def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
+        """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``...) on garbage."""
+        self.stats.frames += 1
+        self._last_ns = received_ns
+        if data == b"pong":
+            self.last_pong_ns = received_ns
+            return
+        frame = wire.decode_frame(data)
+        if frame.event is not None:
+            self._on_event(frame)
+            return
+        arg = frame.arg
+        if arg is None or not len(frame.data):
+            self.stats.ignored += 1
+            return
+        self._on_push(frame, arg, received_ns, out)
+
+    def on_http(self, response: HttpResponse, out: list[Event]) -> None:
+        """A REST book snapshot (the no-snapshot bootstrap); stale answers are dropped."""
+        self._last_ns = max(self._last_ns, response.received_ns)
+        self.books.on_http(response, out)
+
+    def on_http_failed(self, request: HttpRequest, reason: str, out: list[Event]) -> None:
+        self.books.on_http_failed(request, reason, self._last_ns, out)
+
+    # -- control frames ---------------------------------------------------------------------
+
+    def send_request(self, op: str, args: list[wire.Arg]) -> None:
+        """Queue ``{"op":op,"args":[...],"id":"N"}``; the id lets an error name the request."""
+        request_id = str(self._next_id)
+        self._next_id += 1
+        if len(self._requests) >= _MAX_PENDING_REQUESTS:  # ids OKX never referred to again
+            del self._requests[next(iter(self._requests))]
+        self._requests[request_id] = (op, args)
+        self.send(wire.encode(wire.Subscribe(op=op, args=args, id=request_id)).decode())
+
+    def _args(self, subscriptions: Sequence[Subscription]) -> list[wire.Arg]:
+        native = self.adapter.native
+        return [
+            wire.Arg(channel=CHANNELS[sub.channel], instId=native(sub.symbol))
+            for sub in subscriptions
+            if sub.channel in CHANNELS
+        ]
+
+    def _on_event(self, frame: wire.Frame) -> None:
+        event, arg = frame.event, frame.arg
+        if event == "subscribe" and arg is not None:
+            self.acknowledged.add((arg.channel, arg.instId))
+            if arg.channel == "books":
+                self.books.acknowledged(arg.instId)
+        elif event == "unsubscribe" and arg is not None:
+            self.acknowledged.discard((arg.channel, arg.instId))
+        elif event == "error":
+            self.stats.errors_reported += 1
+            line = f"okx: error {frame.code or '?'}: {frame.msg or ''}".rstrip()
+            request = self._requests.pop(frame.id, None) if frame.id is not None else None
+            if request is not None:
+                op, args = request
+                names = ",".join(f"{a.channel}:{a.instId}" for a in args)
+                line += f" (request {frame.id}: {op} {names})"
+            self.notices.append(line)
+        elif event == "notice":
+            self.notices.append(f"okx: notice {frame.code or '?'}: {frame.msg or ''}".rstrip())
+            if str(frame.code) == "64008":  # "closed soon for a service upgrade. Please reconnect."
+                self.reconnect_reason = "service upgrade announced (64008)"
+        else:
+            self.stats.ignored += 1
+
+    # -- pushes -----------------------------------------------------------------------------
+
+    def _symbol(self, channel: str, native: str) -> str | None:
+        """The normalized symbol if this session takes (OKX channel, instId), else None."""
+        wanted = self._wanted
+        if wanted is not None:
+            return self._symbols[native] if (channel, native) in wanted else None
+        if channel not in _FROM_OKX:
+            return None
+        symbol = self._symbols.get(native)
+        if symbol is None and self._any_symbol:
+            parts = native.split("-")
+            if len(parts) == 2 and all(parts):
+                symbol = self._symbols[native] = normalize(parts[0], parts[1])
+        return symbol
+
+    def _on_push(
+        self, frame: wire.Frame, arg: wire.Arg, received_ns: int, out: list[Event]
+    ) -> None:
+        native = arg.instId
+        symbol = self._symbol(arg.channel, native)
+        if symbol is None:
+            self.stats.ignored += 1
+            return
+        channel = _FROM_OKX[arg.channel]
+        received_ms = received_ns // 1_000_000
+        if channel == "book":
+            self.books.on_push(native, symbol, frame, received_ns, out)
+        elif channel == "price":
+            for item in wire.decode_books(frame.data):
+                if not item.bids or not item.asks:
+                    self.stats.ignored += 1  # one side empty: no quote to give
+                    continue
+                bid, ask = item.bids[0], item.asks[0]
+                ts = ms(item.ts)
+                out.append(
+                    Quote(
+                        exchange=self._exchange,
+                        symbol=symbol,
+                        bid=bid[0],
+                        ask=ask[0],
+                        bid_size=bid[1],
+                        ask_size=ask[1],
+                        timestamp=received_ms if ts is None else ts,
+                        exchange_time=ts,
+                        received_ns=received_ns,
+                        sequence=item.seqId,
+                    )
+                )
+        elif channel == "trades":
+            for trade in wire.decode_trades(frame.data):
+                ts = ms(trade.ts)
+                side, trade_id = trade.side, trade.tradeId
+                out.append(
+                    Trade(
+                        exchange=self._exchange,
+                        symbol=symbol,
+                        price=trade.px,
+                        size=trade.sz,
+                        side="buy" if side == "buy" else "sell" if side == "sell" else None,
+                        id=trade_id,
+                        timestamp=received_ms if ts is None else ts,
+                        exchange_time=ts,
+                        received_ns=received_ns,
+                        sequence=int(trade_id) if trade_id.isdigit() else None,
+                    )
+                )
+        else:  # candles; rows are [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
+            out.extend(
+                Candle(
+                    exchange=self._exchange,
+                    symbol=symbol,
+                    interval=CANDLE_INTERVAL,
+                    start=int(row[0]),
+                    open=row[1],
+                    high=row[2],
+                    low=row[3],
+                    close=row[4],
+                    volume=row[5],
+                    closed=row[8] == "1",
+                    timestamp=received_ms,
+                    received_ns=received_ns,
+                )
+                for row in wire.decode_candles(frame.data)
+            )

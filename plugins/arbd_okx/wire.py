@@ -1,0 +1,110 @@
+"""OKX v5 wire shapes: one reusable msgspec decoder per message shape.
+
+Every WebSocket frame is first decoded as a permissive :class:`Frame` (unknown fields ignored);
+its ``data`` stays raw JSON and is decoded by the decoder for its channel, so each shape is parsed
+once and typed. Prices and sizes are JSON strings on OKX and stay the exchange's own text;
+``seqId``, ``prevSeqId`` and ``checksum`` are JSON integers; times are strings of milliseconds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# -- WebSocket --------------------------------------------------------------------------------
+
+
+class Arg(msgspec.Struct):
+    """``{"channel":"books","instId":"BTC-USDT"}``; other keys (``instType``...) are ignored."""
+
+    channel: str = ""
+    instId: str = ""  # noqa: N815 - the wire name
+
+
+class Frame(msgspec.Struct):
+    """Any server frame: an event (``event`` set) or a push (``arg`` + ``data``)."""
+
+    event: str | None = None
+    arg: Arg | None = None
+    action: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    """Raw JSON of the push's ``data`` array (empty when absent); decoded per channel."""
+    code: str | int | None = None
+    msg: str | None = None
+    id: str | None = None
+    connId: str | None = None  # noqa: N815 - the wire name
+
+
+class BookData(msgspec.Struct):
+    """One ``data`` item of ``books`` / ``bbo-tbt``: levels are ``[px, sz, "0", orders]``."""
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str | None = None
+    checksum: int | None = None
+    prevSeqId: int | None = None  # noqa: N815 - the wire name
+    seqId: int | None = None  # noqa: N815 - the wire name
+
+
+class TradeData(msgspec.Struct):
+    tradeId: str  # noqa: N815 - the wire name
+    px: str
+    sz: str
+    side: str | None = None
+    ts: str | None = None
+    instId: str | None = None  # noqa: N815 - the wire name
+
+
+class Subscribe(msgspec.Struct, omit_defaults=True):
+    """``{"id":"1","op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}``."""
+
+    op: str
+    args: list[Arg]
+    id: str | None = None
+
+
+decode_frame = msgspec.json.Decoder(Frame).decode
+decode_books = msgspec.json.Decoder(list[BookData]).decode
+decode_trades = msgspec.json.Decoder(list[TradeData]).decode
+decode_candles = msgspec.json.Decoder(list[list[str]]).decode
+"""``candle{bar}`` rows: ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``."""
+encode = msgspec.json.Encoder().encode
+
+
+# -- REST -------------------------------------------------------------------------------------
+
+
+class RestBook(msgspec.Struct):
+    """``GET /api/v5/market/books`` item. ``seqId`` is what the no-snapshot bootstrap needs."""
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str | None = None
+    seqId: int | str | None = None  # noqa: N815 - the wire name
+
+
+class RestBooks(msgspec.Struct):
+    code: str | int = "0"
+    msg: str = ""
+    data: list[RestBook] = []
+
+
+class RestInstrument(msgspec.Struct):
+    """``GET /api/v5/public/instruments?instType=SPOT`` item (only the fields arbd uses)."""
+
+    instId: str  # noqa: N815 - the wire name
+    baseCcy: str = ""  # noqa: N815 - the wire name
+    quoteCcy: str = ""  # noqa: N815 - the wire name
+    tickSz: str = ""  # noqa: N815 - the wire name
+    lotSz: str = ""  # noqa: N815 - the wire name
+    state: str = ""
+    instType: str = "SPOT"  # noqa: N815 - the wire name
+
+
+class RestInstruments(msgspec.Struct):
+    code: str | int = "0"
+    msg: str = ""
+    data: list[RestInstrument] = []
+
+
+decode_rest_books = msgspec.json.Decoder(RestBooks).decode
+decode_rest_instruments = msgspec.json.Decoder(RestInstruments).decode
