@@ -17,8 +17,9 @@ names each. Why frames rather than ``/stream?streams=a/b/c`` in the URL: a conne
 anyway, so one mechanism serves both. Binance allows 5 incoming messages per second per
 connection (pings, pongs and JSON frames alike) and disconnects beyond that: the spec's
 ``max_outgoing_per_second = 4`` (one below, leaving room for our pongs) makes the driver pace
-our frames, and packing many stream names per frame keeps a full connection's subscription to a few frames. We never ping (Binance pings us
-every 20 s and the WebSocket layer answers; client pings would count against the limit).
+our frames, and packing many stream names per frame keeps a full connection's subscription to
+a few frames. We never ping (Binance pings us every 20 s and the WebSocket layer answers; client
+pings would count against the limit).
 
 Frames understood besides data: acks ``{"result":null,"id":1}``; errors in the observed form
 ``{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":2}`` and the documented flat
