@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from arbd.model import Level
+from arbd.model import Book, Level
 
 
 def _is_zero(size: str) -> bool:
@@ -123,3 +123,29 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self.bids.keys) + len(self.asks.keys)
+
+    def event(
+        self,
+        exchange: str,
+        symbol: str,
+        depth: int,
+        *,
+        received_ns: int,
+        exchange_time: int | None,
+        sequence: int | None,
+    ) -> Book:
+        """The ``Book`` event for the top ``depth`` levels; only call while the book is valid.
+
+        ``timestamp`` is the exchange's time when it gave one, else the local receive time.
+        """
+        return Book(
+            exchange=exchange,
+            symbol=symbol,
+            bids=self.bids.top(depth),
+            asks=self.asks.top(depth),
+            depth=depth,
+            timestamp=received_ns // 1_000_000 if exchange_time is None else exchange_time,
+            exchange_time=exchange_time,
+            received_ns=received_ns,
+            sequence=sequence,
+        )

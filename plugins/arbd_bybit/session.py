@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
 from arbd.exchange.book import OrderBook
-from arbd.model import Book, Candle, Event, FeedStatus, Quote, Subscription, Trade
+from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
     Envelope,
     Ping,
@@ -182,7 +182,7 @@ class BybitSession(ExchangeSession):
             timestamp = ts if ts is not None else received_ns // 1_000_000
             channel = route.channel
             if channel == "book":
-                self._on_book(env, route, timestamp, received_ns, out)
+                self._on_book(env, route, received_ns, out)
             elif channel == "price":
                 self._on_price(env, route, timestamp, received_ns, out)
             elif channel == "trades":
@@ -341,9 +341,7 @@ class BybitSession(ExchangeSession):
                 )
             )
 
-    def _on_book(
-        self, env: Envelope, route: _Route, timestamp: int, received_ns: int, out: list[Event]
-    ) -> None:
+    def _on_book(self, env: Envelope, route: _Route, received_ns: int, out: list[Event]) -> None:
         data = decode_book(env.data)
         u = data.u
         book = route.book
@@ -379,17 +377,13 @@ class BybitSession(ExchangeSession):
         else:
             self.stats.ignored += 1
             return
-        depth = self._depth
         out.append(
-            Book(
-                exchange=self._exchange,
-                symbol=route.symbol,
-                bids=book.top_bids(depth),
-                asks=book.top_asks(depth),
-                depth=depth,
-                timestamp=timestamp,
-                exchange_time=env.ts,
+            book.event(
+                self._exchange,
+                route.symbol,
+                self._depth,
                 received_ns=received_ns,
+                exchange_time=env.ts,
                 sequence=u,
             )
         )

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import HttpRequest, HttpResponse
 from arbd.exchange.book import OrderBook
-from arbd.model import Book, Event, FeedStatus, Level
+from arbd.model import Event, FeedStatus, Level
 from arbd_okx import wire
 from arbd_okx.checksum import CHECKSUM_LEVELS, okx_checksum
 
@@ -361,17 +361,13 @@ class BookSync:
         if state.announced:
             state.announced = False
             out.append(self._status(state, "valid", "book synchronized", received_ns))
-        book, depth = state.book, self.depth
         out.append(
-            Book(
-                exchange=self.exchange,
-                symbol=state.symbol,
-                bids=book.top_bids(depth),
-                asks=book.top_asks(depth),
-                depth=depth,
-                timestamp=ts if ts is not None else received_ns // 1_000_000,
-                exchange_time=ts,
+            state.book.event(
+                self.exchange,
+                state.symbol,
+                self.depth,
                 received_ns=received_ns,
+                exchange_time=ts,
                 sequence=seq,
             )
         )

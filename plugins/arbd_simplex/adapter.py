@@ -36,7 +36,7 @@ from arbd.exchange.adapter import (
 )
 from arbd.exchange.book import OrderBook
 from arbd.exchange.symbols import check_symbols, normalize
-from arbd.model import CHANNELS, Book, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
+from arbd.model import CHANNELS, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 
 EXCHANGE: Final = "simplex"
 CANDLE_INTERVAL: Final = "1m"
@@ -430,7 +430,7 @@ class SimplexSession(ExchangeSession):
             state = self._books.get(native)
             if state is None:
                 state = self._books[native] = _BookState(native, symbol)
-            self._on_book(f, state, timestamp, received_ns, out)
+            self._on_book(f, state, received_ns, out)
         else:  # candles (_symbol admits only known channels)
             if (
                 f.start is None
@@ -460,9 +460,7 @@ class SimplexSession(ExchangeSession):
                 )
             )
 
-    def _on_book(
-        self, f: _Frame, state: _BookState, timestamp: int, received_ns: int, out: list[Event]
-    ) -> None:
+    def _on_book(self, f: _Frame, state: _BookState, received_ns: int, out: list[Event]) -> None:
         seq = f.seq
         if seq is None:
             raise ProtocolError(f"simplex: book frame for {state.native} without seq")
@@ -494,17 +492,13 @@ class SimplexSession(ExchangeSession):
         else:
             self.stats.ignored += 1
             return
-        depth = self._depth
         out.append(
-            Book(
-                exchange=self._exchange,
-                symbol=state.symbol,
-                bids=book.top_bids(depth),
-                asks=book.top_asks(depth),
-                depth=depth,
-                timestamp=timestamp,
-                exchange_time=f.ts,
+            book.event(
+                self._exchange,
+                state.symbol,
+                self._depth,
                 received_ns=received_ns,
+                exchange_time=f.ts,
                 sequence=seq,
             )
         )
