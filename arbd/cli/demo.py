@@ -28,7 +28,7 @@ def demo_config(
         spec = registry.exchanges[exchange_id].spec
         base = exchanges.get(exchange_id, ExchangeConfig(symbols=list(spec.default_symbols)))
         exchanges[exchange_id] = msgspec.structs.replace(
-            base, enabled=True, ws_url=fake.ws_url(), rest_url=fake.rest_url
+            base, enabled=True, ws_url=fake.adapter_ws_url(), rest_url=fake.rest_url
         )
     return msgspec.structs.replace(config, exchanges=exchanges)
 

@@ -141,6 +141,8 @@ class FakeExchangeServer:
     """How long a closing handshake may take before the stream is closed regardless."""
     websocket_paths: tuple[str, ...] | None = None
     """Paths that accept WebSocket handshakes (others get 404); None accepts any path."""
+    ws_path: str = "/ws"
+    """The path the exchange adapter's ``ws_url`` points at (see :meth:`adapter_ws_url`)."""
 
     def __init__(self) -> None:
         self.faults = Faults()
@@ -199,6 +201,10 @@ class FakeExchangeServer:
 
     def ws_url(self, path: str = "/ws") -> str:
         return f"ws://{self.host}:{self._port()}{path}"
+
+    def adapter_ws_url(self) -> str:
+        """The ``ws_url`` to configure this exchange's adapter with."""
+        return self.ws_url(self.ws_path)
 
     @property
     def rest_url(self) -> str:

@@ -182,6 +182,15 @@ class ExchangeBook:
         else:  # mean-reverting wander of a few bps
             self.offset_bps += 0.2 * (self.base_offset_bps - self.offset_bps) + rng.gauss(0, 0.5)
 
+    def cross(self) -> BookUpdate:
+        """Put a bid one tick above the best ask (a crossed book, the fault real feeds show
+        after a lost update). The next :meth:`step` removes it again."""
+        price = min(self.asks) + 1
+        self.bids[price] = self._random_size()
+        return BookUpdate(
+            bids=[(self.price(price), self.size(self.bids[price]))], asks=[], trades=[]
+        )
+
     def step(self, now: float) -> BookUpdate:
         """Move this book to the simulator's current state; return the changes and trades."""
         self._drift_offset(now)
@@ -191,33 +200,32 @@ class ExchangeBook:
         new_best_bid = center - 1
         new_best_ask = center - 1 + self.spread_ticks
         trades: list[tuple[str, str, str]] = []
-        if new_best_bid != old_best_bid:
-            # Keep sizes of prices that stay in range; new prices get fresh sizes.
-            bids = {
-                p: old_bids.get(p) or self._random_size()
-                for p in range(new_best_bid, new_best_bid - self.depth, -1)
-            }
-            asks = {
-                p: old_asks.get(p) or self._random_size()
-                for p in range(new_best_ask, new_best_ask + self.depth)
-            }
-            self.bids, self.asks = bids, asks
-            if new_best_bid > old_best_bid:  # price went up: buyers lifted the old asks
-                trades.append(
-                    (
-                        self.price(old_best_ask),
-                        self.size(self.lot_units * self.rng.randint(1, 500)),
-                        "buy",
-                    )
+        # Re-range both sides around the new centre every step (sizes of prices that stay are
+        # kept, new prices get fresh sizes): this also repairs an injected crossing level.
+        self.bids = {
+            p: old_bids.get(p) or self._random_size()
+            for p in range(new_best_bid, new_best_bid - self.depth, -1)
+        }
+        self.asks = {
+            p: old_asks.get(p) or self._random_size()
+            for p in range(new_best_ask, new_best_ask + self.depth)
+        }
+        if new_best_bid > old_best_bid:  # price went up: buyers lifted the old asks
+            trades.append(
+                (
+                    self.price(old_best_ask),
+                    self.size(self.lot_units * self.rng.randint(1, 500)),
+                    "buy",
                 )
-            else:
-                trades.append(
-                    (
-                        self.price(old_best_bid),
-                        self.size(self.lot_units * self.rng.randint(1, 500)),
-                        "sell",
-                    )
+            )
+        elif new_best_bid < old_best_bid:
+            trades.append(
+                (
+                    self.price(old_best_bid),
+                    self.size(self.lot_units * self.rng.randint(1, 500)),
+                    "sell",
                 )
+            )
         # Liquidity churn: a few levels change size.
         for side in (self.bids, self.asks):
             for _ in range(self.rng.randint(0, 3)):

@@ -43,7 +43,9 @@ def test_exchanges_mostly_agree_but_dislocate_now_and_then():
     sim = MarketSimulator(seed=5)
     sim.add_symbol("BTC/USDT", 64000.0)
     a = ExchangeBook(sim, "BTC/USDT", tick="0.01", lot="0.0001", depth=5, seed=10)
-    b = ExchangeBook(sim, "BTC/USDT", tick="0.1", lot="0.001", depth=5, offset_bps=2.0, lag=0.3, seed=11)
+    b = ExchangeBook(
+        sim, "BTC/USDT", tick="0.1", lot="0.001", depth=5, offset_bps=2.0, lag=0.3, seed=11
+    )
     gaps = []
     for i in range(1, 5000):
         sim.advance(i * 0.1)
