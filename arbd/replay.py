@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, cast
 from urllib.parse import urlsplit
@@ -62,6 +62,7 @@ from arbd.exchange.adapter import (
     ExchangeSession,
     HttpRequest,
     HttpResponse,
+    SessionStats,
 )
 from arbd.hub import Hub
 from arbd.model import CHANNELS, Event, Subscription
@@ -79,6 +80,8 @@ class ReplayStats(msgspec.Struct, kw_only=True):
     """Frames (and HTTP answers) the adapter could not parse."""
     bad_records: int = 0
     """Capture lines that could not be read, or refer to a connection never opened."""
+    sessions: SessionStats = msgspec.field(default_factory=SessionStats)
+    """The adapter sessions' counters, summed over every replayed connection."""
 
 
 def _path_key(url: str) -> str:
@@ -252,6 +255,7 @@ def replay(
     writer = _Writer(out)
     stats = ReplayStats()
     captures = [_build_adapter(i, str(p), registry, config) for i, p in enumerate(paths)]
+    opened: list[ExchangeSession] = []
 
     def report(path: str, line: int, problem: str) -> None:
         stats.bad_records += 1
@@ -285,6 +289,7 @@ def replay(
             plan = ConnectionPlan(url=record.url, subscriptions=subs)
             session = capture.adapter.new_session(plan)
             capture.sessions[record.conn] = session
+            opened.append(session)
             session.start(ts_ns)
             after(capture, record.conn, session, item)
         elif isinstance(record, Recv):
@@ -327,4 +332,14 @@ def replay(
             capture.sessions.pop(record.conn, None)
     hub.unsubscribe(sink)
     stats.events = writer.lines
+    stats.sessions = sum_stats(s.stats for s in opened)
     return stats
+
+
+def sum_stats(items: Iterable[SessionStats]) -> SessionStats:
+    """Field-wise sum of session counters."""
+    total = SessionStats()
+    for item in items:
+        for name in SessionStats.__struct_fields__:
+            setattr(total, name, getattr(total, name) + getattr(item, name))
+    return total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 
 import click
 import msgspec
@@ -17,6 +18,8 @@ from arbd.logs import setup_logging
 from arbd.model import FeedStatus, Quote
 from arbd.plugins import PluginRegistry
 from arbd.testing.fake import FakeExchangeServer, run_fakes
+from arbd.testing.market import MarketSimulator
+from arbd.testing.marketfake import MarketFake
 
 
 def demo_config(
@@ -62,8 +65,37 @@ class DemoReport:
         return lines
 
 
+# How each built-in fake's prices sit against the shared mid (bps) and how late they follow it
+# (seconds): small standing differences, so that the fakes' own dislocations now and then open
+# a real cross-exchange spread. Fakes of other plugins get (0, 0).
+DEMO_VENUES: Final[dict[str, tuple[float, float]]] = {
+    "binance": (0.0, 0.0),
+    "coinbase": (2.0, 0.15),
+    "kraken": (-3.0, 0.4),
+    "bybit": (1.0, 0.05),
+    "okx": (-1.0, 0.1),
+}
+
+
+def create_fakes(registry: PluginRegistry, seed: int = 1) -> dict[str, FakeExchangeServer]:
+    """One fake per installed factory; market fakes share one simulated market."""
+    simulator = MarketSimulator(seed=seed)
+    fakes: dict[str, FakeExchangeServer] = {}
+    for n, (exchange_id, factory) in enumerate(sorted(registry.fakes.items())):
+        create = factory.create
+        if isinstance(create, type) and issubclass(create, MarketFake):
+            offset_bps, lag = DEMO_VENUES.get(exchange_id, (0.0, 0.0))
+            market_fake: type[MarketFake] = create
+            fakes[exchange_id] = market_fake(
+                simulator=simulator, offset_bps=offset_bps, lag=lag, seed=seed + n
+            )
+        else:
+            fakes[exchange_id] = factory.create()
+    return fakes
+
+
 async def _run_demo(registry: PluginRegistry, config: Config, duration: float | None) -> None:
-    fakes = {exchange_id: factory.create() for exchange_id, factory in registry.fakes.items()}
+    fakes = create_fakes(registry)
     if not fakes:
         click.echo("arbd demo: no installed plugin provides a fake exchange", err=True)
         return
