@@ -82,10 +82,10 @@ async def record(registry: PluginRegistry, exchange: str, rounds: int, path: Pat
             open_fake(fake),
             run_feed(fake, adapter_cls, symbols=symbols, recorder=writer) as h,
         ):
+
             def live() -> int:
                 return len({s.connection for s in h.statuses("connection") if s.state == "live"})
-                {s.connection for s in h.statuses("connection") if s.state == "live"}
-            )
+
             await wait_until(lambda: live() >= len(h.feed.supervisors), 30)
             await trio.sleep(0.5)  # acks and snapshots in
             for _ in range(rounds):
