@@ -241,26 +241,27 @@ class Connection:
         client = self.client
         outbox = self._outbox
         recorder = self.recorder
+        # A sliding window: at most `limit` frames in any `window` seconds, which is what an
+        # exchange's "N messages per second" means (a token bucket with a burst of N would let
+        # 2N - 1 frames through in the first second).
         rate = self.spec.max_outgoing_per_second
-        interval = 1.0 / rate if rate > 0 else 0.0
-        # Token bucket: a burst of up to `rate` frames, then one per interval.
-        burst = max(1.0, rate)
-        tokens = burst
-        last = self.clock.now()
+        limit = max(1, math.floor(rate)) if rate > 0 else 0
+        window = limit / rate if rate > 0 else 0.0
+        sent: deque[float] = deque(maxlen=limit or 1)
         while True:
             await self._wake_sender.wait()
             self._wake_sender = trio.Event()
             client.needs_flush = False
             while outbox:
-                now = self.clock.now()
-                tokens = min(burst, tokens + (now - last) * rate) if interval else burst
-                last = now
-                if tokens < 1.0:
-                    await self._flush()
-                    await trio.sleep((1.0 - tokens) * interval)
-                    continue
+                if limit and len(sent) == limit:
+                    free_at = sent[0] + window
+                    if self.clock.now() < free_at:
+                        await self._flush()
+                        await trio.sleep_until(free_at)
+                        continue
                 frame = outbox.popleft()
-                tokens -= 1.0
+                if limit:
+                    sent.append(self.clock.now())
                 client.send_text(frame)
                 if recorder is not None:
                     recorder.send(self.conn_id, self.clock.wall_ns(), frame)
