@@ -46,7 +46,7 @@ from arbd.exchange.adapter import (
 from arbd.model import CHANNELS, Event, Subscription
 from arbd.plugins import PluginRegistry, load_plugins
 from arbd.testing.fake import open_fake
-from arbd.testing.harness import run_feed, wait_until
+from arbd.testing.harness import run_feed
 
 # -- the workload -------------------------------------------------------------------------------
 
@@ -80,14 +80,16 @@ async def record(registry: PluginRegistry, exchange: str, rounds: int, path: Pat
     with CaptureWriter(path, exchange=exchange) as writer:
         async with (
             open_fake(fake),
-            run_feed(fake, adapter_cls, symbols=symbols, recorder=writer) as h,
+            run_feed(fake, adapter_cls, symbols=symbols, recorder=writer, stale_after=600.0) as h,
         ):
 
             def live() -> int:
                 return len({s.connection for s in h.statuses("connection") if s.state == "live"})
 
-            await wait_until(lambda: live() >= len(h.feed.supervisors), 30)
-            await trio.sleep(0.5)  # acks and snapshots in
+            with trio.fail_after(60):  # "live" needs data on every subscription
+                while live() < len(h.feed.supervisors):
+                    await fake.pump(1)  # type: ignore[attr-defined]
+                    await trio.sleep(0.05)
             for _ in range(rounds):
                 await fake.pump(1)  # type: ignore[attr-defined]
             seen = -1

@@ -84,13 +84,23 @@ class OrderBook:
     def apply(
         self, bids: Iterable[Level], asks: Iterable[Level], sequence: int | None = None
     ) -> None:
-        """Apply absolute level updates (size "0" removes the level)."""
-        set_bid = self.bids.set
-        for price, size in bids:
-            set_bid(price, size)
-        set_ask = self.asks.set
-        for price, size in asks:
-            set_ask(price, size)
+        """Apply absolute level updates (size "0" removes the level).
+
+        The hot path of every book feed: ``_Side.set`` inlined, one ``float`` per price and
+        size, and the caller's ``(price, size)`` tuple stored as the level (no copy).
+        """
+        for side, updates in ((self.bids, bids), (self.asks, asks)):
+            sign, levels, keys = side.sign, side.levels, side.keys
+            for level in updates:
+                price, size = level
+                key = sign * float(price)
+                if float(size) == 0.0:
+                    if levels.pop(key, None) is not None:
+                        del keys[bisect_left(keys, key)]
+                    continue
+                if key not in levels:
+                    insort(keys, key)
+                levels[key] = level if type(level) is tuple else (price, size)
         if sequence is not None:
             self.sequence = sequence
 

@@ -111,6 +111,7 @@ class ExchangeBook:
         offset_bps: float = 0.0,
         lag: float = 0.0,
         spread_ticks: int = 1,
+        level_spacing: int | None = None,
         seed: int = 0,
     ) -> None:
         self.sim = sim
@@ -125,6 +126,12 @@ class ExchangeBook:
         self.offset_bps = offset_bps
         self.lag = lag
         self.spread_ticks = max(1, spread_ticks)
+        if level_spacing is None:
+            # Below the best level, levels sit on a grid about 0.2 bps apart, as liquid books
+            # look: a typical 100 ms move then changes a handful of levels, not the whole book.
+            start = sim.mid(symbol) * (1.0 + offset_bps / 10_000.0)
+            level_spacing = round(start * 2e-5 / float(self.tick))
+        self.spacing = max(1, level_spacing)
         self.rng = random.Random(seed)
         self.bids: dict[int, int] = {}
         """price in ticks -> size in lot units"""
@@ -145,15 +152,33 @@ class ExchangeBook:
     def _center(self) -> int:
         mid = self.sim.mid(self.symbol, self.sim.now - self.lag)
         mid *= 1.0 + self.offset_bps / 10_000.0
-        return max(self.depth + self.spread_ticks + 1, round(mid / float(self.tick)))
+        floor = (self.depth + 1) * self.spacing + self.spread_ticks + 1
+        return max(floor, round(mid / float(self.tick)))
 
     def _random_size(self) -> int:
         return self.lot_units * self.rng.randint(1, 5_000)
 
+    def _levels(self, center: int) -> tuple[list[int], list[int]]:
+        """Bid and ask prices (ticks) around ``center``: the best level of each side next to
+        the spread, the deeper ones on the fixed ``spacing`` grid (so they stay put as the
+        centre moves)."""
+        s = self.spacing
+        best_bid, best_ask = center - 1, center - 1 + self.spread_ticks
+        bids, asks = [best_bid], [best_ask]
+        price = (best_bid - 1) // s * s
+        while len(bids) < self.depth:
+            bids.append(price)
+            price -= s
+        price = -(-(best_ask + 1) // s) * s
+        while len(asks) < self.depth:
+            asks.append(price)
+            price += s
+        return bids, asks
+
     def _rebuild(self, center: int) -> None:
-        self.bids = {center - 1 - i: self._random_size() for i in range(self.depth)}
-        first_ask = center - 1 + self.spread_ticks
-        self.asks = {first_ask + i: self._random_size() for i in range(self.depth)}
+        bids, asks = self._levels(center)
+        self.bids = {p: self._random_size() for p in bids}
+        self.asks = {p: self._random_size() for p in asks}
 
     def snapshot(self, depth: int | None = None) -> tuple[list[Level], list[Level]]:
         """Best-first levels of each side."""
@@ -198,18 +223,12 @@ class ExchangeBook:
         old_best_bid, old_best_ask = max(old_bids), min(old_asks)
         center = self._center()
         new_best_bid = center - 1
-        new_best_ask = center - 1 + self.spread_ticks
         trades: list[tuple[str, str, str]] = []
         # Re-range both sides around the new centre every step (sizes of prices that stay are
         # kept, new prices get fresh sizes): this also repairs an injected crossing level.
-        self.bids = {
-            p: old_bids.get(p) or self._random_size()
-            for p in range(new_best_bid, new_best_bid - self.depth, -1)
-        }
-        self.asks = {
-            p: old_asks.get(p) or self._random_size()
-            for p in range(new_best_ask, new_best_ask + self.depth)
-        }
+        bid_prices, ask_prices = self._levels(center)
+        self.bids = {p: old_bids.get(p) or self._random_size() for p in bid_prices}
+        self.asks = {p: old_asks.get(p) or self._random_size() for p in ask_prices}
         if new_best_bid > old_best_bid:  # price went up: buyers lifted the old asks
             trades.append(
                 (

@@ -85,6 +85,15 @@ def _parse_topic(topic: str) -> tuple[str, str, int] | None:
     return None
 
 
+def _named_topics(ret_msg: str) -> set[str]:
+    """Topics a failure names: ``Invalid symbol :[a,b]`` or ``error:...,topic:a``."""
+    if ret_msg.startswith("Invalid symbol"):
+        inside = ret_msg.partition("[")[2].partition("]")[0]
+        return {t.strip() for t in inside.split(",") if t.strip()}
+    _, marker, topic = ret_msg.partition(",topic:")
+    return {topic.strip()} if marker and topic.strip() else set()
+
+
 class BybitSession(ExchangeSession):
     """One Bybit spot connection. Call order as in ``arbd.exchange.adapter``.
 
@@ -227,13 +236,33 @@ class BybitSession(ExchangeSession):
             self.acknowledged.difference_update(request[1])
 
     def _on_failure(self, env: Envelope) -> None:
+        """Report a refused request; for a subscribe, ask again for the topics it did not name.
+
+        Bybit refuses a subscribe as a whole: one bad topic (``Invalid symbol :[topic]``,
+        ``error:handler not found,topic:...``) leaves every other topic of that request
+        unsubscribed too. So the others are requested again without the named ones (and, for
+        ``Invalid symbol``, without every topic of that symbol); bounded, as each retry is
+        strictly smaller. ``error:already subscribed,topic:X`` means X is live.
+        """
         self.stats.errors_reported += 1
         what = env.op or "request"
-        line = f"bybit: {what} failed: {env.ret_msg or 'no reason given'}"
+        reason = env.ret_msg or ""
+        line = f"bybit: {what} failed: {reason or 'no reason given'}"
         request = self._pop_request(env)
         if request is not None:
             op, args = request
             line += f" (request {env.req_id}: {op} {','.join(args)})"
+            named = _named_topics(reason) & set(args)
+            if op == "subscribe" and named:
+                if reason.startswith("error:already subscribed"):
+                    self.acknowledged.update(named)
+                elif reason.startswith("Invalid symbol"):
+                    # The symbol is refused, so its other topics in the request would be too.
+                    natives = {topic.rpartition(".")[2] for topic in named}
+                    named.update(t for t in args if t.rpartition(".")[2] in natives)
+                rest = [topic for topic in args if topic not in named]
+                if rest:
+                    self._request("subscribe", rest)
         self.notices.append(line)
 
     # -- data frames ------------------------------------------------------------------------

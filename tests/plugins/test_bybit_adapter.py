@@ -326,6 +326,32 @@ def test_failed_subscribe_is_a_notice() -> None:
     assert session.stats.errors_reported == 2
 
 
+def test_a_refused_subscribe_is_asked_again_without_the_topics_it_names() -> None:
+    # Bybit refuses a request as a whole: the topics it did not name are requested again.
+    session = make_session(("BTC/USDT", "ETH/USDT"))
+    session.start(0)
+    (first,) = sent(session)
+    refused = (
+        b'{"success":false,"ret_msg":"Invalid symbol :[kline.1.ETHUSDT]","conn_id":"c",'
+        b'"req_id":"1","op":"subscribe"}'
+    )
+    feed(session, refused)
+    (retry,) = sent(session)
+    assert retry["op"] == "subscribe"
+    assert retry["args"] == [t for t in first["args"] if "ETHUSDT" not in t]  # type: ignore[union-attr]
+    already = (
+        b'{"success":false,"ret_msg":"error:already subscribed,topic:publicTrade.BTCUSDT",'
+        b'"conn_id":"c","req_id":"2","op":"subscribe"}'
+    )
+    feed(session, already)
+    (again,) = sent(session)
+    assert "publicTrade.BTCUSDT" in session.acknowledged
+    assert again["args"] == [t for t in retry["args"] if t != "publicTrade.BTCUSDT"]  # type: ignore[union-attr]
+    feed(session, SUBSCRIBE_FAILED.replace(b'"dcp.future","op"', b'"3","op"'))
+    assert sent(session) == []  # a topic not in the request: nothing to narrow down
+    assert session.stats.errors_reported == 3
+
+
 def test_keepalive_queues_the_json_ping() -> None:
     session = make_session()
     session.keepalive(1_700_000_000_000_000_000)
