@@ -169,6 +169,12 @@ class ExchangeSession(abc.ABC):
         self.reconnect_reason: str | None = None
         """Set when the adapter wants this connection replaced (e.g. the exchange announced a
         shutdown); the driver reconnects and clears nothing: sessions are not reused."""
+        self.refused: dict[Subscription, str] = {}
+        """Subscriptions the exchange refused for good on this connection (bad symbol, channel
+        not offered), with the exchange's reason; fill it with :meth:`refuse`. The driver
+        publishes each as a ``refused`` subscription status and its stale-data watchdog leaves
+        them alone (waiting for data that will never come would recycle the connection and
+        its healthy subscriptions with it)."""
 
     # -- driver-facing API -------------------------------------------------------------------
 
@@ -202,6 +208,11 @@ class ExchangeSession(abc.ABC):
     def request(self, request: HttpRequest) -> None:
         """Queue an HTTP GET for the driver to carry out."""
         self._http.append(request)
+
+    def refuse(self, subscription: Subscription, reason: str) -> None:
+        """Record that the exchange refused ``subscription`` (see :attr:`refused`)."""
+        if subscription not in self.refused:
+            self.refused[subscription] = reason
 
     def take_frames(self) -> list[str | bytes]:
         frames, self._frames = self._frames, []

@@ -116,6 +116,7 @@ class Connection:
         # event; read by the watchdog a few times per deadline.
         self.last_data: dict[type, dict[str, int]] = {t: {} for t, _ in _EVENT_TYPES}
         self.stale: set[Subscription] = set()
+        self._refused_reported: set[Subscription] = set()
         self._outbox: deque[str | bytes] = deque()
         self._wake_sender = trio.Event()
         self._http_send, self._http_receive = trio.open_memory_channel[HttpRequest](math.inf)
@@ -228,9 +229,15 @@ class Connection:
                 self._http_send.send_nowait(request)
             if session.reconnect_reason is not None:
                 self._fail(ReconnectRequested(f"{self.exchange}: {session.reconnect_reason}"))
+        if len(session.refused) > len(self._refused_reported):
+            for sub, reason in session.refused.items():
+                if sub not in self._refused_reported:
+                    self._refused_reported.add(sub)
+                    self.stale.discard(sub)
+                    self._sub_status(sub, "refused", reason, level=logging.WARNING)
         if session.notices:
             for notice in session.notices:
-                log.warning("%s: %s", self.exchange, notice)
+                log.warning("%s %s: %s", self.exchange, self.conn_id, notice)
             session.notices.clear()
         if wake:
             self._wake_sender.set()
@@ -361,6 +368,8 @@ class Connection:
             now = self.clock.wall_ns()
             newly_stale: list[Subscription] = []
             for sub in subs:
+                if sub in self._refused_reported:
+                    continue
                 last = self.last_data[channel_types[sub.channel]].get(sub.symbol, 0)
                 since = max(last, armed_at[sub])
                 if sub in self.stale:
@@ -393,8 +402,10 @@ class Connection:
             self.session.resubscribe(newly_stale, now)
             self._collect_session_output()
 
-    def _sub_status(self, sub: Subscription, state: str, reason: str) -> None:
-        log.info("%s %s %s: %s (%s)", self.exchange, self.conn_id, sub, state, reason)
+    def _sub_status(
+        self, sub: Subscription, state: str, reason: str, level: int = logging.INFO
+    ) -> None:
+        log.log(level, "%s %s %s: %s (%s)", self.exchange, self.conn_id, sub, state, reason)
         self.sink(
             [
                 FeedStatus(

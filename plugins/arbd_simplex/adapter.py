@@ -333,7 +333,7 @@ class SimplexSession(ExchangeSession):
             self._on_error(frame)
         elif op == "shutdown":
             self.reconnect_reason = "server shutdown"
-            self.notices.append(f"simplex: server announced shutdown: {frame.msg or ''}".rstrip())
+            self.notices.append(f"server announced shutdown: {frame.msg or ''}".rstrip())
         else:
             self.stats.ignored += 1
 
@@ -348,9 +348,14 @@ class SimplexSession(ExchangeSession):
         self.send(_encode(_Request(op=op, args=args, id=request_id)).decode())
 
     def _on_ack(self, frame: _Frame) -> None:
-        if isinstance(frame.id, int):
-            self._requests.pop(frame.id, None)
         args = frame.args or []
+        if isinstance(frame.id, int):
+            request = self._requests.pop(frame.id, None)
+            if request is not None:
+                # A partial ack: an error for the rest follows with the same id.
+                rest = [a for a in request[1] if a not in args]
+                if rest:
+                    self._requests[frame.id] = (request[0], rest)
         if frame.op == "subscribed":
             self.acknowledged.update(args)
         else:
@@ -358,12 +363,22 @@ class SimplexSession(ExchangeSession):
 
     def _on_error(self, frame: _Frame) -> None:
         self.stats.errors_reported += 1
-        line = f"simplex: error {frame.code or '?'}: {frame.msg or ''}".rstrip()
+        line = f"error {frame.code or '?'}: {frame.msg or ''}".rstrip()
         request = self._requests.pop(frame.id, None) if isinstance(frame.id, int) else None
         if request is not None:
             op, args = request
             line += f" (request {frame.id}: {op} {','.join(args)})"
+            if op == "subscribe" and frame.code in ("bad_symbol", "bad_channel"):
+                self._refuse(args, frame.msg or frame.code)
         self.notices.append(line)
+
+    def _refuse(self, args: list[str], reason: str) -> None:
+        """The error names the offending stream's channel or symbol: refuse those streams."""
+        for arg in args:
+            channel, _, native = arg.partition(":")
+            symbol = self._symbols.get(native)
+            if symbol is not None and (native in reason.split() or channel in reason.split()):
+                self.refuse(Subscription(channel, symbol), reason)
 
     # -- data frames ------------------------------------------------------------------------
 

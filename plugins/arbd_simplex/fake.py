@@ -139,6 +139,8 @@ class SimplexFake(FakeExchangeServer):
         """Native symbol -> market."""
         self.rounds = 0
         self.demo_rate = 10.0
+        self.rejected: set[str] = set()
+        """Native symbols that are listed but refused on subscribe (``bad_symbol``)."""
         for symbol in symbols:
             market = self._new_market(symbol, (prices or {}).get(symbol))
             self.markets[market.native] = market
@@ -217,7 +219,7 @@ class SimplexFake(FakeExchangeServer):
             channel, _, native = arg.partition(":")
             if channel not in CHANNELS:
                 bad.append(("bad_channel", f"unknown channel {channel}"))
-            elif native not in self.markets:
+            elif native not in self.markets or native in self.rejected:
                 bad.append(("bad_symbol", f"unknown symbol {native}"))
             else:
                 good.append(arg)

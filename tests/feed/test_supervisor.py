@@ -239,3 +239,28 @@ async def test_outgoing_frames_are_paced_to_the_exchange_message_limit(virtual_t
             # so the fifth and sixth leave two seconds after the first.
             assert all(b - a >= 0.99 for a, b in zip(times, times[2:], strict=False))
             assert times[-1] >= 1.99
+
+
+async def test_a_refused_subscription_is_reported_and_does_not_recycle_the_connection(
+    virtual_time,
+):
+    fake = SimplexFake()
+    fake.rejected.add("ETH-USDT")
+    async with open_fake(fake), running(fake, symbols=("BTC/USDT", "ETH/USDT")) as h:
+        conn = await fake.wait_connected()
+        fake.start_soon(fake.run_feed, 10.0)
+        await wait_until(lambda: any(s.state == "refused" for s in h.statuses("subscription")), 10)
+        await trio.sleep(4 * 2.0)  # four stale deadlines
+        refused = {
+            (s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "refused"
+        }
+        assert ("price", "ETH/USDT") in refused and ("book", "ETH/USDT") in refused
+        assert all(s.symbol == "BTC/USDT" for s in h.of(Quote))
+        stale = [
+            (s.channel, s.symbol, s.reason)
+            for s in h.statuses("subscription")
+            if s.state == "stale"
+        ]
+        assert not stale, stale
+        assert fake.connection_count == 1 and not conn.closed
+        assert len(h.of(Quote)) > 50

@@ -173,7 +173,8 @@ def test_error_frame_is_a_notice_naming_the_request() -> None:
     assert feed(session, ERROR) == []
     assert session.stats.errors_reported == 1
     (notice,) = session.notices
-    assert notice.startswith("simplex: error bad_symbol: unknown symbol FOO-BAR (request 1:")
+    assert notice.startswith("error bad_symbol: unknown symbol FOO-BAR (request 1:")
+    assert session.refused == {}  # FOO-BAR was not in the request
     assert "subscribe book:BTC-USDT" in notice
 
 
