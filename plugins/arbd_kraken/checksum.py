@@ -40,7 +40,9 @@ def decimal_text(value: Decimal, places: int | None) -> str:
     its digits, so an event never shows a number the exchange did not send. ``value`` comes
     from a JSON number, so it is finite.
     """
-    text = format(value, "f")
+    text = str(value)  # 3x faster than format(value, "f"); only exponent forms differ
+    if "E" in text:
+        text = format(value, "f")
     if not places:
         return text
     dot = text.find(".")
