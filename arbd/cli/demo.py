@@ -102,7 +102,7 @@ async def _run_demo(registry: PluginRegistry, config: Config, duration: float | 
     async with trio.open_nursery() as nursery:
         await nursery.start(run_fakes, list(fakes.values()))
         for exchange_id, fake in fakes.items():
-            click.echo(f"fake {exchange_id:<10} ws {fake.ws_url()}  rest {fake.rest_url}")
+            click.echo(f"fake {exchange_id:<10} ws {fake.adapter_ws_url()}  rest {fake.rest_url}")
             nursery.start_soon(fake.simulate)
         daemon = Daemon(demo_config(config, registry, fakes), registry)
         report = DemoReport(daemon.hub.subscribe(capacity=100_000, policy="drop_oldest"))

@@ -141,9 +141,15 @@ async def run_feed(
             await harness.ctx.rest.aclose()
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    """Poll ``predicate`` within a bounded time: feed-side state (events, book states) has no
-    change notification to wait on, so this polls every 10 ms."""
+async def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,  # noqa: ASYNC109 - a bound for tests, not a cancellation API
+    poll: float = 0.01,
+) -> None:
+    """Poll ``predicate`` every ``poll`` seconds within ``timeout``: feed-side state (events,
+    book states) has no change notification to wait on. Under a MockClock with an autojump
+    threshold each poll costs that threshold in real time, so long virtual waits should
+    poll less often."""
     with trio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.01)
+            await trio.sleep(poll)

@@ -128,6 +128,11 @@ class CoinbaseAdapter(ExchangeAdapter):
         super().__init__(settings)
         self._streams: dict[str, str] = {}
         """native product id -> the product id its market data arrives under (USDC alias)."""
+        self.trade_marks: dict[str, int] = {}
+        """product id -> the highest numeric ``trade_id`` published, over every session. A
+        market_trades subscribe is answered with a snapshot of recent trades, so after a
+        reconnect the new session would publish trades the old one already did; sessions skip
+        ids at or below the mark (the adapter outlives its sessions; pure state)."""
 
     def instrument_requests(self) -> list[HttpRequest]:
         url = f"{self.settings.rest_url.rstrip('/')}{PRODUCTS_PATH}"

@@ -25,7 +25,9 @@ crossed or locked book is invalid and resynced the same way, alone. There is no 
 
 Published ``sequence`` fields: the connection counter is not comparable across connections
 (hand-over de-duplicates by it), so quotes and books carry ``None``. Trades carry the numeric
-``trade_id`` (per-product, increasing), and a batch is published in ``trade_id`` order.
+``trade_id`` (per-product, increasing), and a batch is published in ``trade_id`` order. A
+subscribe is answered with a snapshot of recent trades; ids at or below the highest one already
+published (by any session of the adapter) are skipped, so a reconnect does not repeat trades.
 
 Replay: a plan without subscriptions accepts every listed product (or, with no instruments
 loaded, any ``BASE-QUOTE`` product id mapped mechanically) on every channel.
@@ -118,6 +120,8 @@ class CoinbaseSession(ExchangeSession):
         self.subscribed: dict[str, list[str]] = {}
         """The latest ``subscriptions`` ack: Coinbase channel -> product ids."""
         self.heartbeat_counter: int | None = None
+        self.repeated_trades = 0
+        """market_trades entries skipped as already published (see ``adapter.trade_marks``)."""
         # (arbd channel, product id as delivered) -> symbols; in replay, a cache.
         self._routes: dict[tuple[str, str], list[str]] = {}
         # Coinbase channel -> stream ids to subscribe, in plan order, without duplicates.
@@ -395,11 +399,18 @@ class CoinbaseSession(ExchangeSession):
             pairs = list(zip(ids, trades, strict=True))
             if None not in ids:
                 pairs.sort(key=_first)
+            marks = self.adapter.trade_marks
             for number, trade in pairs:
                 symbols = self._route("trades", trade.product_id)
                 if symbols is None:
                     self.stats.ignored += 1
                     continue
+                if number is not None:
+                    # A (re)subscribe's snapshot repeats trades an earlier session published.
+                    if number <= marks.get(trade.product_id, -1):
+                        self.repeated_trades += 1
+                        continue
+                    marks[trade.product_id] = number
                 when = rfc3339_ms(trade.time) if trade.time else ts
                 side = _TAKER_SIDE.get(trade.side) if trade.side else None
                 out.extend(

@@ -375,6 +375,32 @@ def test_a_trade_batch_is_published_in_trade_id_order() -> None:
     ]
 
 
+def test_a_new_sessions_trade_snapshot_does_not_repeat_published_trades() -> None:
+    """A subscribe is answered with recent trades: after a reconnect they were seen before."""
+
+    def frame(kind: str, *ids: int) -> bytes:
+        trades = [
+            {"trade_id": str(n), "product_id": "BTC-USD", "price": "1", "size": "1", "side": "BUY"}
+            for n in ids
+        ]
+        body = {
+            "channel": "market_trades",
+            "sequence_num": 0,
+            "events": [{"type": kind, "trades": trades}],
+        }
+        return json.dumps(body).encode()
+
+    adapter = make_adapter()
+    adapter.load_instruments(answer(adapter, PRODUCTS))
+    (plan,) = adapter.plan_connections(adapter.subscriptions())
+    first = feed(adapter.new_session(plan), frame("snapshot", 10, 11))
+    second_session = adapter.new_session(plan)
+    second = feed(second_session, frame("snapshot", 10, 11, 12, 13))
+    assert [e.id for e in first if isinstance(e, Trade)] == ["10", "11"]
+    assert [e.id for e in second if isinstance(e, Trade)] == ["12", "13"]
+    assert second_session.repeated_trades == 2
+
+
 def test_candles_from_the_reference() -> None:
     (candle,) = feed(make_session(), CANDLES)
     when = ms("2023-06-09T20:19:35.39625135Z")
