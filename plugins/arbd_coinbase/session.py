@@ -35,6 +35,7 @@ loaded, any ``BASE-QUOTE`` product id mapped mechanically) on every channel.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -73,6 +74,7 @@ CHANNEL_NAMES: Final = {
 CANDLE_INTERVAL: Final = "5m"
 """The candles channel has five-minute buckets only ("updated every second")."""
 _CANDLE_MS: Final = 300_000
+_INVALID_PRODUCT: Final = re.compile(r"([A-Z0-9]+-[A-Z0-9]+) is not a valid product")
 
 _TAKER_SIDE: Final[dict[str, Literal["buy", "sell"]]] = {"BUY": "sell", "SELL": "buy"}
 """market_trades ``side`` "refers to the makers side" (docs; reference §8.7 flags it as not
@@ -214,10 +216,18 @@ class CoinbaseSession(ExchangeSession):
 
     def _on_error(self, message: str | None, reason: str | None) -> None:
         self.stats.errors_reported += 1
-        line = f"coinbase: error: {message or ''}".rstrip()
+        line = f"error: {message or ''}".rstrip()
         if reason:
             line += f" ({reason})"
         self.notices.append(line)
+        # Coinbase error frames carry no request id; a refused product is named in the text
+        # ("Failed to subscribe: FOO-USD is not a valid product"): refuse it on every channel.
+        found = _INVALID_PRODUCT.search(f"{message or ''} {reason or ''}")
+        if found is not None:
+            product = found.group(1)
+            for sub in self.plan.subscriptions:
+                if product in (self.adapter.stream_id(sub.symbol), self.adapter.native(sub.symbol)):
+                    self.refuse(sub, line)
 
     def _on_subscriptions(
         self, raw: msgspec.Raw, ts: int | None, received_ns: int, out: list[Event]

@@ -309,9 +309,20 @@ def test_error_frames_become_notices() -> None:
     assert feed(session, ERROR_LEGACY, b'{"type":"error","message":"rate limit exceeded"}') == []
     assert session.stats.errors_reported == 2
     assert session.notices == [
-        "coinbase: error: Failed to subscribe (No channels provided)",
-        "coinbase: error: rate limit exceeded",
+        "error: Failed to subscribe (No channels provided)",
+        "error: rate limit exceeded",
     ]
+    assert session.refused == {}  # neither refuses a subscription
+
+
+def test_an_invalid_product_error_refuses_that_products_subscriptions() -> None:
+    session = make_session()
+    frame = b'{"type":"error","message":"Failed to subscribe: ETH-USD is not a valid product"}'
+    assert feed(session, frame) == []
+    refused = sorted(session.refused)
+    assert refused and all(sub.symbol == "ETH/USD" for sub in refused)
+    assert {sub.channel for sub in refused} == {s.channel for s in session.plan.subscriptions}
+    assert all("ETH-USD is not a valid product" in reason for reason in session.refused.values())
 
 
 # -- data -------------------------------------------------------------------------------------

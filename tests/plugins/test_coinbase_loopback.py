@@ -308,3 +308,9 @@ async def test_an_exchange_error_frame_is_logged_and_not_fatal(
     assert h.of(Candle) == []
     assert not any(s.state in ("failed", "stale") for s in h.statuses())
     assert subscriptions == {t for t in WANTED if not t.startswith("candles:")}
+    # The error names only the product (Coinbase errors carry no request id; a product that is
+    # not valid is refused on every channel), so ETH/USD's subscriptions are marked refused and
+    # the stale watchdog leaves them be.
+    refused = {(s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "refused"}
+    assert ("candles", "ETH/USD") in refused
+    assert all(symbol == "ETH/USD" for _, symbol in refused)
