@@ -77,11 +77,27 @@ DEMO_VENUES: Final[dict[str, tuple[float, float]]] = {
 }
 
 
-def create_fakes(registry: PluginRegistry, seed: int = 1) -> dict[str, FakeExchangeServer]:
-    """One fake per installed factory; market fakes share one simulated market."""
+def demo_exchanges(registry: PluginRegistry, config: Config) -> list[str]:
+    """The faked exchanges the demo runs: those enabled by default (the five built-in ones)
+    and any other the config enables (e.g. ``[exchanges.simplex] enabled = true``)."""
+    chosen = []
+    for exchange_id in sorted(registry.fakes):
+        cls = registry.exchanges.get(exchange_id)
+        configured = config.exchanges.get(exchange_id)
+        enabled = configured.enabled if configured is not None else None
+        if cls is not None and (enabled or (enabled is None and cls.spec.enabled_by_default)):
+            chosen.append(exchange_id)
+    return chosen
+
+
+def create_fakes(
+    registry: PluginRegistry, exchanges: list[str], seed: int = 1
+) -> dict[str, FakeExchangeServer]:
+    """One fake per exchange; market fakes share one simulated market."""
     simulator = MarketSimulator(seed=seed)
     fakes: dict[str, FakeExchangeServer] = {}
-    for n, (exchange_id, factory) in enumerate(sorted(registry.fakes.items())):
+    for n, exchange_id in enumerate(exchanges):
+        factory = registry.fakes[exchange_id]
         create = factory.create
         if isinstance(create, type) and issubclass(create, MarketFake):
             offset_bps, lag = DEMO_VENUES.get(exchange_id, (0.0, 0.0))
@@ -95,7 +111,7 @@ def create_fakes(registry: PluginRegistry, seed: int = 1) -> dict[str, FakeExcha
 
 
 async def _run_demo(registry: PluginRegistry, config: Config, duration: float | None) -> None:
-    fakes = create_fakes(registry)
+    fakes = create_fakes(registry, demo_exchanges(registry, config))
     if not fakes:
         click.echo("arbd demo: no installed plugin provides a fake exchange", err=True)
         return
