@@ -23,7 +23,9 @@ pings would count against the limit).
 
 Frames understood besides data: acks ``{"result":null,"id":1}``; errors in the observed form
 ``{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":2}`` and the documented flat
-form ``{"code":2,"msg":"..."}`` (a notice naming the request, ``stats.errors_reported``); and
+form ``{"code":2,"msg":"..."}`` (a notice naming the request, ``stats.errors_reported``; an
+``invalid stream`` answer to a SUBSCRIBE is narrowed down to the streams it is about, which are
+refused: ``BinanceSession._isolate_invalid``); and
 ``{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}`` (or the raw
 ``{"e":"serverShutdown",...}``), which sets ``reconnect_reason``. Raw-stream payloads (no
 ``stream`` wrapper, as a capture of a ``/ws/<stream>`` connection holds) are understood too.
@@ -77,6 +79,8 @@ EXCHANGE: Final = "binance"
 MAX_PARAMS_PER_FRAME: Final = 100
 """Stream names per SUBSCRIBE frame. Binance documents no number; a 3rd-party report saw one
 SUBSCRIBE of ~440 names fail silently, so stay well below (1024 streams = 11 frames, ~2 s)."""
+INVALID_STREAM: Final = "invalid stream"
+"""In the message of the error (code 2) Binance answers a SUBSCRIBE with an invalid stream."""
 _MAX_PENDING_REQUESTS: Final = 1000
 _MAX_STREAM_CACHE: Final = 8192
 _RAW_KINDS: Final[dict[str, Kind]] = {"trade": "trades", "depthUpdate": "book", "kline": "candles"}
@@ -310,7 +314,7 @@ class BinanceSession(ExchangeSession):
         error = envelope.error
         code = error.code if error is not None else envelope.code
         msg = (error.msg if error is not None else envelope.msg) or ""
-        line = f"binance: error {code}: {msg}".rstrip()
+        line = f"error {code}: {msg}".rstrip()
         rid = envelope.id
         request = self._requests.pop(rid, None) if isinstance(rid, int) else None
         if request is not None:
@@ -319,13 +323,46 @@ class BinanceSession(ExchangeSession):
                 f",... ({len(params)} streams)" if len(params) > 5 else ""
             )
             line += f" (request {rid}: {method} {shown})"
+            if method == "SUBSCRIBE" and code == 2 and INVALID_STREAM in msg:
+                retries = self._isolate_invalid(params, msg)
+                if retries:
+                    line += f"; asking again in {retries} smaller requests to find it"
         elif rid is not None:
             line += f" (request {rid})"
         self.notices.append(line)
 
+    def _isolate_invalid(self, params: list[str], reason: str) -> int:
+        """Find the stream(s) an ``invalid stream`` error is about; returns the requests sent.
+
+        Binance judges a SUBSCRIBE as a whole: one invalid stream fails it, nothing of it is
+        subscribed, and the error does not say which stream it was. A request of one stream
+        names it: refuse that subscription for good (the stale watchdog would otherwise wait for
+        it and recycle the connection). A bigger one is asked again in parts, the healthy ones
+        then being acked at once: split by symbol first (halves of the request's symbols, a
+        symbol's streams kept together, as a refused symbol refuses all its streams), then a
+        lone symbol's streams one by one. Each part is strictly smaller, so this ends.
+        """
+        if len(params) == 1:
+            target = self._resolve_stream(params[0])
+            if target is not None:
+                self.refuse(Subscription(target[0], target[1]), reason)
+            return 0
+        natives = list(dict.fromkeys(name.partition("@")[0] for name in params))
+        if len(natives) > 1:
+            first = set(natives[: len(natives) // 2])
+            parts = [
+                [name for name in params if name.partition("@")[0] in first],
+                [name for name in params if name.partition("@")[0] not in first],
+            ]
+        else:
+            parts = [[name] for name in params]
+        for part in parts:
+            self._request("SUBSCRIBE", part)
+        return len(parts)
+
     def _shutdown(self) -> None:
         self.reconnect_reason = "server shutdown"
-        self.notices.append("binance: server announced shutdown (serverShutdown): reconnecting")
+        self.notices.append("server announced shutdown (serverShutdown): reconnecting")
 
     def _other_stream(self, payload: msgspec.Raw) -> None:
         """A stream this session does not take: ``!serverShutdown``, or ignored."""

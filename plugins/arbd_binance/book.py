@@ -336,7 +336,7 @@ class DepthBooks:
             if state.attempts >= MAX_SYNC_ATTEMPTS:
                 state.can_request = False
                 self.notices.append(
-                    f"binance: {state.native} book: {reason}; {state.attempts} snapshots in a "
+                    f"{state.native} book: {reason}; {state.attempts} snapshots in a "
                     "row did not line up, waiting for a resubscribe"
                 )
         for event in keep or ():
@@ -344,7 +344,7 @@ class DepthBooks:
 
     def _failed(self, state: BookState, reason: str, received_ns: int, out: list[Event]) -> None:
         state.can_request = False
-        self.notices.append(f"binance: {state.native} book: {reason}; waiting for a resubscribe")
+        self.notices.append(f"{state.native} book: {reason}; waiting for a resubscribe")
         if not state.announced:
             state.announced = True
             out.append(self._status(state, "invalid", reason, received_ns))

@@ -243,11 +243,15 @@ class BybitSession(ExchangeSession):
         unsubscribed too. So the others are requested again without the named ones (and, for
         ``Invalid symbol``, without every topic of that symbol); bounded, as each retry is
         strictly smaller. ``error:already subscribed,topic:X`` means X is live.
+
+        The topics left out for ``Invalid symbol`` or ``handler not found`` (a symbol or a topic
+        Bybit does not serve) are refused for good (``refuse``, with Bybit's ``ret_msg``), so
+        the stale watchdog leaves them alone instead of recycling the connection over them.
         """
         self.stats.errors_reported += 1
         what = env.op or "request"
         reason = env.ret_msg or ""
-        line = f"bybit: {what} failed: {reason or 'no reason given'}"
+        line = f"{what} failed: {reason or 'no reason given'}"
         request = self._pop_request(env)
         if request is not None:
             op, args = request
@@ -260,10 +264,19 @@ class BybitSession(ExchangeSession):
                     # The symbol is refused, so its other topics in the request would be too.
                     natives = {topic.rpartition(".")[2] for topic in named}
                     named.update(t for t in args if t.rpartition(".")[2] in natives)
+                    self._refuse_topics(named, reason)
+                elif reason.startswith("error:handler not found"):
+                    self._refuse_topics(named, reason)
                 rest = [topic for topic in args if topic not in named]
                 if rest:
                     self._request("subscribe", rest)
         self.notices.append(line)
+
+    def _refuse_topics(self, topics: set[str], reason: str) -> None:
+        for topic in sorted(topics):
+            route = self._route(topic)
+            if route is not None:
+                self.refuse(Subscription(route.channel, route.symbol), reason)
 
     # -- data frames ------------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ Frames it understands (verbatim from Kraken's v2 documentation)::
      "volume":30927.68066226,"vwap":0.5626,"interval_begin":"2023-10-04T16:25:00.000000000Z",
      "interval":5,"timestamp":"2023-10-04T16:30:00.000000Z"}]}
 
+Errors are notices (``stats.errors_reported``); a subscribe rejected with ``Currency pair not
+supported <symbol>`` also refuses that symbol's subscriptions for good (``refuse``), so the stale
+watchdog does not recycle the connection over it.
+
 Numbers become text padded to the instrument's precision (``740.0`` -> ``740.00000000`` for an
 8-decimal size), the same text for events and for the checksum.
 
@@ -69,6 +73,9 @@ if TYPE_CHECKING:
 
 KRAKEN_CHANNEL: Final = {"price": "ticker", "trades": "trade", "book": "book", "candles": "ohlc"}
 """arbd channel -> v2 channel."""
+_FROM_KRAKEN: Final = {kraken: ours for ours, kraken in KRAKEN_CHANNEL.items()}
+UNSUPPORTED_PAIR: Final = "Currency pair not supported"
+"""How Kraken words a per-symbol subscribe refusal: ``Currency pair not supported XBT/USD``."""
 CANDLE_MINUTES: Final = 1
 INTERVAL_NAMES: Final = {
     1: "1m",
@@ -117,8 +124,9 @@ class KrakenSession(ExchangeSession):
         self._book_depth = adapter.book_subscribe_depth
         self._publish_depth = min(adapter.settings.book_depth, self._book_depth)
         self._next_id = 1
-        self._requests: dict[int, str] = {}
-        """req_id -> "subscribe book BTC/USD" until forgotten, so an error can name it."""
+        self._requests: dict[int, tuple[str, str, list[str]]] = {}
+        """req_id -> (method, v2 channel, symbols) until forgotten, so an error can name it.
+        Kept after answers: Kraken acks or refuses each symbol of a request on its own."""
         self._books: dict[str, _BookState] = {}
         self._checksum = Checksummer()
         self._places: dict[str, tuple[int | None, int | None]] = {
@@ -216,7 +224,7 @@ class KrakenSession(ExchangeSession):
         request_id = self._take_id()
         if len(self._requests) >= _MAX_PENDING_REQUESTS:  # acks arrive per symbol: keep a window
             del self._requests[next(iter(self._requests))]
-        self._requests[request_id] = f"{method} {channel} {','.join(natives)}"
+        self._requests[request_id] = (method, channel, natives)
         frame = wire.Request(method=method, params=params, req_id=request_id)
         self.send(wire.encode(frame).decode())
 
@@ -224,7 +232,7 @@ class KrakenSession(ExchangeSession):
         for warning in frame.warnings or ():
             if warning not in self._warned:  # once per session: acks repeat them per symbol
                 self._warned.add(warning)
-                self.notices.append(f"kraken: warning: {warning}")
+                self.notices.append(f"warning: {warning}")
         method = frame.method
         if frame.success is False or frame.error is not None:
             self._on_error(frame)
@@ -252,11 +260,42 @@ class KrakenSession(ExchangeSession):
     def _on_error(self, frame: wire.Frame) -> None:
         self.stats.errors_reported += 1
         what = " ".join(part for part in (frame.method, frame.symbol) if part) or "request"
-        line = f"kraken: {what} failed: {frame.error or 'no reason given'}"
+        error = frame.error or ""
+        line = f"{what} failed: {error or 'no reason given'}"
         request = self._requests.get(frame.req_id) if frame.req_id is not None else None
         if request is not None:
-            line += f" (request {frame.req_id}: {request})"
+            method, channel, natives = request
+            line += f" (request {frame.req_id}: {method} {channel} {','.join(natives)})"
+        if error.startswith(UNSUPPORTED_PAIR):
+            self._refuse_pair(frame, error, request)
         self.notices.append(line)
+
+    def _refuse_pair(
+        self, frame: wire.Frame, error: str, request: tuple[str, str, list[str]] | None
+    ) -> None:
+        """``Currency pair not supported X``: refuse X's subscriptions the error is about.
+
+        The rejection names the symbol (top-level ``symbol``, and at the end of the text); the
+        request its ``req_id`` points to names the channel. Without a known request (no
+        ``req_id``, as in the captures, or one forgotten) every channel of the symbol is
+        refused: the pair is unsupported whatever the channel. Other per-symbol errors
+        (``Already subscribed``, ``Subscription Not Found``) refuse nothing.
+        """
+        method = request[0] if request is not None else frame.method
+        if method != "subscribe":
+            return
+        native = frame.symbol or error.removeprefix(UNSUPPORTED_PAIR).strip()
+        symbol = self._symbols.get(native)
+        if symbol is None:
+            return
+        if request is not None:
+            channels = [request[1]] if native in request[2] else []
+        else:
+            channels = list(KRAKEN_CHANNEL.values())
+        wanted = self._wanted
+        for channel in channels:
+            if wanted is None or (channel, native) in wanted:
+                self.refuse(Subscription(_FROM_KRAKEN[channel], symbol), error)
 
     def _on_status(self, frame: wire.Frame) -> None:
         for item in wire.decode_status(_data(frame)):
@@ -266,7 +305,7 @@ class KrakenSession(ExchangeSession):
             first = self.system_status is None
             self.system_status = system
             if system != "online" or not first:
-                self.notices.append(f"kraken: system status {system}")
+                self.notices.append(f"system status {system}")
 
     # -- market data ------------------------------------------------------------------------
 

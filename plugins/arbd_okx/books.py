@@ -208,6 +208,11 @@ class BookSync:
                 state.phase = "pending"
             return
         state.reset("valid")
+        # A real snapshot means OKX does send them: leave the no-snapshot (REST) mode, which
+        # may have been entered by mistake when a resubscribe's snapshot was lost in a stall
+        # and the first push seen was an update. Without this, every later recovery of the
+        # book would go through REST for good.
+        state.rest_mode = False
         state.generation += 1  # a WS snapshot supersedes any REST answer in flight
         state.book.replace(levels(item.bids), levels(item.asks), seq)
         state.book.truncate(BOOK_LEVELS)
@@ -348,7 +353,7 @@ class BookSync:
         self, state: BookState, reason: str, received_ns: int, out: list[Event]
     ) -> None:
         state.reset("failed")
-        self.session.notices.append(f"okx: REST book snapshot for {state.native} failed: {reason}")
+        self.session.notices.append(f"REST book snapshot for {state.native} failed: {reason}")
         if not state.announced:
             state.announced = True
             out.append(self._status(state, "invalid", f"REST snapshot: {reason}", received_ns))

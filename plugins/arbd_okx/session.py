@@ -23,9 +23,11 @@ Frames it understands (exchange-protocols.md §5)::
       "8553.74","8527.17","8548.26","45247","529.58","5529.58","0"]]}
 
 Anything else that parses (other events, channels or symbols) is counted in ``stats.ignored``.
-Error events become notices and ``stats.errors_reported``; the service-upgrade notice (code
-64008, sent 60 s before OKX closes the connection) asks the driver for a reconnect. Book
-integrity lives in :mod:`arbd_okx.books`.
+Error events become notices and ``stats.errors_reported``; a subscribe refused with code 60018
+("wrong URL or channel:<channel>,instId:<instId> doesn't exist") also refuses the subscription
+it names for good (``refuse``). The service-upgrade notice (code 64008, sent 60 s before OKX
+closes the connection) asks the driver for a reconnect. Book integrity lives in
+:mod:`arbd_okx.books`.
 
 Trades: ``side`` is the taker side; ``sequence`` is the numeric ``tradeId``. Quotes: ``sequence``
 is the ``bbo-tbt`` ``seqId``. Candles (``confirm == "1"`` means closed) carry no event time, so
@@ -34,6 +36,7 @@ their ``timestamp`` is the receive time and ``start`` the bar's open time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -50,6 +53,10 @@ CHANNELS: Final = {"price": "bbo-tbt", "trades": "trades", "book": "books", "can
 """Normalized channel -> the OKX channel that serves it."""
 _FROM_OKX: Final = {okx: ours for ours, okx in CHANNELS.items()}
 CANDLE_INTERVAL: Final = "1m"
+REFUSAL_CODE: Final = "60018"
+"""``Subscribe failed, wrong URL or channel:candle1m,instId:BTC-USDT doesn't exist. ...``: the
+arg is not served (here). Other codes (60012 invalid request, rate limits, ...) refuse nothing."""
+_NAMED_ARG: Final = re.compile(r"channel:(?P<channel>[^,\s]+),instId:(?P<instId>[^\s,]+)")
 _MAX_PENDING_REQUESTS: Final = 1000
 
 
@@ -63,7 +70,8 @@ class OkxSession(ExchangeSession):
         self._exchange = adapter.spec.id
         self._next_id = 1
         self._requests: dict[str, tuple[str, list[wire.Arg]]] = {}
-        """Request id -> (op, args), so an error event can name what it refused."""
+        """Request id -> (op, args not answered yet), so an error event can name what it
+        refused. OKX answers each arg on its own (an ack or an error, with the request's id)."""
         self.acknowledged: set[tuple[str, str]] = set()
         """(OKX channel, instId) pairs the server confirmed as subscribed."""
         self.last_pong_ns: int | None = None
@@ -159,26 +167,66 @@ class OkxSession(ExchangeSession):
     def _on_event(self, frame: wire.Frame) -> None:
         event, arg = frame.event, frame.arg
         if event == "subscribe" and arg is not None:
+            self._answered(frame.id, arg)
             self.acknowledged.add((arg.channel, arg.instId))
             if arg.channel == "books":
                 self.books.acknowledged(arg.instId)
         elif event == "unsubscribe" and arg is not None:
+            self._answered(frame.id, arg)
             self.acknowledged.discard((arg.channel, arg.instId))
         elif event == "error":
-            self.stats.errors_reported += 1
-            line = f"okx: error {frame.code or '?'}: {frame.msg or ''}".rstrip()
-            request = self._requests.pop(frame.id, None) if frame.id is not None else None
-            if request is not None:
-                op, args = request
-                names = ",".join(f"{a.channel}:{a.instId}" for a in args)
-                line += f" (request {frame.id}: {op} {names})"
-            self.notices.append(line)
+            self._on_error(frame)
         elif event == "notice":
-            self.notices.append(f"okx: notice {frame.code or '?'}: {frame.msg or ''}".rstrip())
+            self.notices.append(f"notice {frame.code or '?'}: {frame.msg or ''}".rstrip())
             if str(frame.code) == "64008":  # "closed soon for a service upgrade. Please reconnect."
                 self.reconnect_reason = "service upgrade announced (64008)"
         else:
             self.stats.ignored += 1
+
+    def _answered(self, request_id: str | None, arg: wire.Arg) -> None:
+        """One arg of a request was answered: forget it, keep the request for the others (an
+        ack for part of a request must not lose the rest before their errors arrive)."""
+        if request_id is None or (request := self._requests.get(request_id)) is None:
+            return
+        op, args = request
+        rest = [a for a in args if a != arg]
+        if rest:
+            self._requests[request_id] = (op, rest)
+        else:
+            del self._requests[request_id]
+
+    def _on_error(self, frame: wire.Frame) -> None:
+        """A notice naming the request; a 60018 refusal of a subscribe also refuses its arg.
+
+        A 60018 names its arg in the text (``channel:X,instId:Y``); only that arg of the
+        request is answered by it. An error naming no arg (60012 and the like) answers the
+        whole request.
+        """
+        self.stats.errors_reported += 1
+        msg = frame.msg or ""
+        line = f"error {frame.code or '?'}: {msg}".rstrip()
+        match = _NAMED_ARG.search(msg)
+        named = wire.Arg(channel=match["channel"], instId=match["instId"]) if match else None
+        request_id = frame.id
+        op: str | None
+        if request_id is not None and (request := self._requests.get(request_id)) is not None:
+            op, args = request
+            names = ",".join(f"{a.channel}:{a.instId}" for a in args)
+            line += f" (request {request_id}: {op} {names})"
+            if named is not None and named in args:
+                self._answered(request_id, named)
+            else:
+                named = None  # not about one arg of that request
+                del self._requests[request_id]
+        else:
+            # No id (as in the captured frame) or one forgotten: the text says the op.
+            op = "subscribe" if msg.startswith("Subscribe failed") else None
+        if str(frame.code) == REFUSAL_CODE and op == "subscribe" and named is not None:
+            channel = _FROM_OKX.get(named.channel)
+            symbol = self._symbol(named.channel, named.instId)
+            if channel is not None and symbol is not None:
+                self.refuse(Subscription(channel, symbol), msg)
+        self.notices.append(line)
 
     # -- pushes -----------------------------------------------------------------------------
 

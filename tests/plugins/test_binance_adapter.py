@@ -398,11 +398,125 @@ def test_error_frames_in_both_forms_are_notices() -> None:
     assert feed(session, ERROR_WRAPPED, ERROR_FLAT, ERROR_FLAT_WITH_ID) == []
     assert session.stats.errors_reported == 3
     assert session.notices == [
-        "binance: error 2: Invalid request: invalid stream (request 2: UNSUBSCRIBE bnbbtc@trade)",
-        "binance: error 2: Invalid request: invalid stream",
-        "binance: error 0: Unknown property (request 3: SUBSCRIBE bnbbtc@trade)",
+        "error 2: Invalid request: invalid stream (request 2: UNSUBSCRIBE bnbbtc@trade)",
+        "error 2: Invalid request: invalid stream",
+        "error 0: Unknown property (request 3: SUBSCRIBE bnbbtc@trade)",
     ]
     assert session.stats.ignored == 0
+    # An unsubscribe that failed, an error naming no request, and another error: no refusal.
+    assert session.refused == {}
+    assert [f["id"] for f in sent(session)] == [1, 2, 3]  # start and resubscribe only
+
+
+def ack(request_id: int) -> bytes:
+    return b'{"result":null,"id":%d}' % request_id
+
+
+def error(request_id: int, msg: str = "Invalid request: invalid stream", code: int = 2) -> bytes:
+    """The observed (wrapped) error form (reference §1.2, §8.8)."""
+    return json.dumps({"error": {"code": code, "msg": msg}, "id": request_id}).encode()
+
+
+def test_an_invalid_stream_is_narrowed_down_and_refused() -> None:
+    # Binance fails a SUBSCRIBE as a whole and does not say which stream was invalid: the
+    # session asks again by symbol, then stream by stream, and refuses what still fails.
+    session = make_session()
+    session.start(0)
+    sent(session)
+    assert feed(session, error(1)) == []
+    halves = sent(session)
+    assert halves == [
+        {
+            "method": "SUBSCRIBE",
+            "params": [
+                "bnbbtc@depth@100ms",
+                "bnbbtc@kline_1m",
+                "bnbbtc@bookTicker",
+                "bnbbtc@trade",
+            ],
+            "id": 2,
+        },
+        {
+            "method": "SUBSCRIBE",
+            "params": [
+                "bnbusdt@depth@100ms",
+                "bnbusdt@kline_1m",
+                "bnbusdt@bookTicker",
+                "bnbusdt@trade",
+            ],
+            "id": 3,
+        },
+    ]
+    assert session.notices[-1].endswith("; asking again in 2 smaller requests to find it")
+    assert feed(session, ack(2), error(3)) == []
+    assert "bnbbtc@bookTicker" in session.acknowledged
+    singles = sent(session)
+    assert [(f["params"], f["id"]) for f in singles] == [
+        (["bnbusdt@depth@100ms"], 4),
+        (["bnbusdt@kline_1m"], 5),
+        (["bnbusdt@bookTicker"], 6),
+        (["bnbusdt@trade"], 7),
+    ]
+    assert session.refused == {}
+    assert feed(session, error(4), error(5), error(6), error(7)) == []
+    assert sent(session) == []  # nothing left to narrow down
+    reason = "Invalid request: invalid stream"
+    assert session.refused == {
+        Subscription("book", "BNB/USDT"): reason,
+        Subscription("candles", "BNB/USDT"): reason,
+        Subscription("price", "BNB/USDT"): reason,
+        Subscription("trades", "BNB/USDT"): reason,
+    }
+    assert session.stats.errors_reported == 6
+    assert session.notices[-1] == (
+        "error 2: Invalid request: invalid stream (request 7: SUBSCRIBE bnbusdt@trade)"
+    )
+
+
+def test_a_single_stream_of_a_symbol_can_be_refused_alone() -> None:
+    session = make_session(("BNB/BTC",))
+    session.start(0)
+    sent(session)
+    feed(session, error(1))
+    assert [f["params"] for f in sent(session)] == [
+        ["bnbbtc@depth@100ms"],
+        ["bnbbtc@kline_1m"],
+        ["bnbbtc@bookTicker"],
+        ["bnbbtc@trade"],
+    ]
+    feed(session, ack(2), error(3), ack(4), ack(5))
+    assert session.refused == {
+        Subscription("candles", "BNB/BTC"): "Invalid request: invalid stream"
+    }
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        error(1, "Invalid request: too many parameters"),
+        error(1, "Invalid request: too many streams (max 1024)"),
+        error(1, "Invalid JSON: expected value at line 1 column 1", code=3),
+        b'{"code":2,"msg":"Invalid request: invalid stream"}',  # names no request
+        error(99),  # a request the session never made (or forgot)
+    ],
+)
+def test_other_errors_refuse_nothing(frame: bytes) -> None:
+    session = make_session()
+    session.start(0)
+    sent(session)
+    assert feed(session, frame) == []
+    assert session.stats.errors_reported == 1
+    assert session.refused == {}
+    assert sent(session) == []
+
+
+def test_a_failed_unsubscribe_refuses_nothing() -> None:
+    session = make_session(("BNB/BTC",))
+    session.resubscribe([Subscription("price", "BNB/BTC")], 0)
+    sent(session)
+    feed(session, error(1))  # the UNSUBSCRIBE of the pair
+    assert session.refused == {}
+    assert sent(session) == []
 
 
 def test_server_shutdown_asks_for_a_reconnect() -> None:
@@ -686,7 +800,7 @@ def test_snapshots_that_never_line_up_stop_until_resubscribe() -> None:
         out += snapshot(session, snap(10, "[]", "[]"))
     reason = "snapshot 10 is older than the buffered update 1000 (5 snapshots in a row)"
     assert statuses(out) == [("invalid", reason)]
-    assert session.notices == [f"binance: BNBBTC book: {reason}; waiting for a resubscribe"]
+    assert session.notices == [f"BNBBTC book: {reason}; waiting for a resubscribe"]
     assert session.take_http_requests() == []
     assert feed(session, depth(1002, 1003)) == []
     assert session.take_http_requests() == []  # no request storm
@@ -753,8 +867,7 @@ def test_failed_snapshot_waits_for_a_resubscribe() -> None:
     assert statuses(out) == [("invalid", "depth snapshot HTTP 429 (-1003 Too many requests.)")]
     assert session.stats.errors_reported == 1
     assert session.notices == [
-        "binance: BNBBTC book: depth snapshot HTTP 429 (-1003 Too many requests.); "
-        "waiting for a resubscribe"
+        "BNBBTC book: depth snapshot HTTP 429 (-1003 Too many requests.); waiting for a resubscribe"
     ]
     assert feed(session, depth(3, 4)) == []
     assert session.take_http_requests() == []
@@ -764,7 +877,7 @@ def test_failed_snapshot_waits_for_a_resubscribe() -> None:
     failed: list[Event] = []
     session.on_http_failed(request, "GET failed: ConnectTimeout", failed)
     assert statuses(failed) == []  # already announced
-    assert session.notices[-1].startswith("binance: BNBBTC book: depth snapshot failed: GET")
+    assert session.notices[-1].startswith("BNBBTC book: depth snapshot failed: GET")
     assert feed(session, depth(7, 8)) == []
     assert session.take_http_requests() == []
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from arbd.model import Book, Candle, Quote, Trade
+from arbd.model import Book, Candle, FeedStatus, Quote, Trade
 from arbd.testing.fake import open_fake
 from arbd.testing.harness import Harness, run_feed, wait_until
 from arbd_binance import adapter as binance_adapter
@@ -40,6 +40,10 @@ async def until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.1)
+
+
+def refused(h: Harness) -> list[FeedStatus]:
+    return [s for s in h.statuses("subscription") if s.state == "refused"]
 
 
 def books(h: Harness, symbol: str) -> list[Book]:
@@ -228,22 +232,40 @@ async def test_an_error_frame_is_surfaced_and_not_fatal(
     caplog.set_level(logging.WARNING)
     async with open_fake(fake):
         async with run_feed(fake, BinanceAdapter, symbols=SYMBOLS, stale_after=2.0) as h:
-            with trio.fail_after(10):
-                await fake.wait_for(lambda: fake.errors_sent == 1)
-            fake.reject_symbol("ETH/USDT", False)  # e.g. a symbol that was briefly suspended
             fake.start_soon(fake.run_feed, 10.0)
-            # The whole SUBSCRIBE failed; the stale watchdog resubscribes the continuous
-            # channels and they flow on the same connection.
-            await until(lambda: {q.symbol for q in h.of(Quote)} == set(SYMBOLS))
-            await until(lambda: {b.symbol for b in h.of(Book)} == set(SYMBOLS))
+            # The whole first SUBSCRIBE fails ("invalid stream", no stream named): the session
+            # asks again by symbol (BTCUSDT's streams are acked), then ETHUSDT's stream by
+            # stream, and refuses each.
+            await until(lambda: len(refused(h)) == 4)
+            await trio.sleep(4 * 2.0)  # four stale deadlines
+            assert sorted((s.channel, s.symbol, s.reason) for s in refused(h)) == [
+                (channel, "ETH/USDT", "Invalid request: invalid stream")
+                for channel in ("book", "candles", "price", "trades")
+            ]
+            stale = [
+                (s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"
+            ]
+            assert not stale, stale
+            assert {q.symbol for q in h.of(Quote)} == {"BTC/USDT"}
+            assert {b.symbol for b in h.of(Book)} == {"BTC/USDT"}
+            mark = len(h.of(Quote))
+            await fake.pump(5)  # BTC/USDT keeps flowing
+            await until(lambda: len(h.of(Quote)) > mark)
             assert fake.connection_count == 1
             assert h.ctx.reconnects == {}
+            assert fake.connections[0].subscriptions == {
+                s for s in STREAMS if s.startswith("btcusdt@")
+            }
             assert h.connection is not None
-            assert h.connection.session.stats.errors_reported == 1
+            assert h.connection.session.stats.errors_reported == 1 + 1 + 4
+    messages = [r.getMessage() for r in caplog.records]
+    # Logged by the driver with the exchange and connection id; the notice itself has neither.
     assert any(
-        "binance: error 2: Invalid request: invalid stream (request 1: SUBSCRIBE" in r.message
-        for r in caplog.records
+        m.startswith("binance ")
+        and ": error 2: Invalid request: invalid stream (request 1: SUBSCRIBE" in m
+        for m in messages
     )
+    assert not [m for m in messages if "binance: error" in m]
 
 
 async def test_many_subscribe_frames_stay_within_five_messages_a_second(

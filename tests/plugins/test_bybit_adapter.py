@@ -317,13 +317,14 @@ def test_failed_subscribe_is_a_notice() -> None:
     session.start(0)
     assert feed(session, SUBSCRIBE_FAILED) == []
     assert session.stats.errors_reported == 1
-    assert session.notices == ["bybit: subscribe failed: error:handler not found,topic:dcp.future"]
+    assert session.notices == ["subscribe failed: error:handler not found,topic:dcp.future"]
     session.notices.clear()
     feed(session, SUBSCRIBE_FAILED.replace(b'"dcp.future","op"', b'"1","op"'))
     (notice,) = session.notices
-    assert notice.startswith("bybit: subscribe failed: error:handler not found")
+    assert notice.startswith("subscribe failed: error:handler not found")
     assert "(request 1: subscribe orderbook.50.BTCUSDT," in notice
     assert session.stats.errors_reported == 2
+    assert session.refused == {}  # dcp.future is no topic of this session
 
 
 def test_a_refused_subscribe_is_asked_again_without_the_topics_it_names() -> None:
@@ -350,6 +351,47 @@ def test_a_refused_subscribe_is_asked_again_without_the_topics_it_names() -> Non
     feed(session, SUBSCRIBE_FAILED.replace(b'"dcp.future","op"', b'"3","op"'))
     assert sent(session) == []  # a topic not in the request: nothing to narrow down
     assert session.stats.errors_reported == 3
+    # The symbol was refused (every channel of it, as none was asked again); "already
+    # subscribed" and a topic outside the request refuse nothing.
+    reason = "Invalid symbol :[kline.1.ETHUSDT]"
+    assert session.refused == {Subscription(c, "ETH/USDT"): reason for c in CHANNELS}
+
+
+def test_a_topic_bybit_has_no_handler_for_is_refused_alone() -> None:
+    session = make_session(("BTC/USDT", "ETH/USDT"))
+    session.start(0)
+    sent(session)
+    failed = (
+        b'{"success":false,"ret_msg":"error:handler not found,topic:orderbook.50.ETHUSDT",'
+        b'"conn_id":"c","req_id":"1","op":"subscribe"}'
+    )
+    feed(session, failed)
+    (retry,) = sent(session)
+    assert "orderbook.1.ETHUSDT" in retry["args"]  # type: ignore[operator]
+    assert "orderbook.50.ETHUSDT" not in retry["args"]  # type: ignore[operator]
+    assert session.refused == {
+        Subscription("book", "ETH/USDT"): "error:handler not found,topic:orderbook.50.ETHUSDT"
+    }
+
+
+@pytest.mark.parametrize(
+    ("op", "ret_msg"),
+    [
+        ("subscribe", "error:already subscribed,topic:orderbook.50.ETHUSDT"),
+        ("subscribe", "args size >10"),
+        ("subscribe", "Failed to decode incoming data"),
+        ("unsubscribe", "error:handler not found,topic:orderbook.50.ETHUSDT"),
+    ],
+)
+def test_other_failures_refuse_nothing(op: str, ret_msg: str) -> None:
+    session = make_session(("BTC/USDT", "ETH/USDT"))
+    session.resubscribe([Subscription("book", "ETH/USDT")], 0)
+    assert [f["op"] for f in sent(session)] == ["unsubscribe", "subscribe"]  # req_id 1, 2
+    req_id = "1" if op == "unsubscribe" else "2"
+    frame = {"success": False, "ret_msg": ret_msg, "conn_id": "c", "req_id": req_id, "op": op}
+    feed(session, json.dumps(frame).encode())
+    assert session.stats.errors_reported == 1
+    assert session.refused == {}
 
 
 def test_keepalive_queues_the_json_ping() -> None:

@@ -271,21 +271,33 @@ async def test_a_refused_symbol_is_reported_and_not_fatal(
     virtual_time: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # ETHUSDT is listed by REST but its subscribes are refused with the real error frame. Bybit
-    # refuses a request as a whole, so the adapter asks again for the topics not named.
+    # refuses a request as a whole, so the adapter asks again for the topics not named, and
+    # refuses ETH/USDT's subscriptions: the stale watchdog must not recycle the connection
+    # (BTC/USDT with it) waiting for them.
     caplog.set_level(logging.WARNING, logger="arbd.feed")
     fake = BybitFake(SYMBOLS, reject_symbols=["ETHUSDT"])
-    async with (
-        open_fake(fake),
-        run_feed(fake, BybitAdapter, symbols=SYMBOLS, channels=("trades", "candles")) as h,
-    ):
-        conn = await subscribed(fake, {"publicTrade.BTCUSDT", "kline.1.BTCUSDT"})
-        fake.start_soon(fake.run_feed, 10.0, 50)
-        await wait_until(lambda: h.of(Trade) and h.of(Candle), 10)
-        await trio.sleep(30.0)
-        assert {e.symbol for e in [*h.of(Trade), *h.of(Candle)]} == {"BTC/USDT"}
-        assert conn.subscriptions == {"publicTrade.BTCUSDT", "kline.1.BTCUSDT"}
-        (refusal,) = [r.getMessage() for r in caplog.records if "Invalid symbol" in r.getMessage()]
-        assert "subscribe failed: Invalid symbol :[kline.1.ETHUSDT]" in refusal
+    async with open_fake(fake), run_feed(fake, BybitAdapter, symbols=SYMBOLS) as h:
+        conn = await subscribed(fake, topics("BTC/USDT"))
+        fake.start_soon(fake.run_feed, 10.0)
+        await wait_until(lambda: h.of(Trade) and h.of(Candle) and h.of(Book), 10)
+        quotes = len(h.of(Quote))
+        await trio.sleep(30.0)  # fifteen stale deadlines (stale_after 2 s)
+        assert len(h.of(Quote)) > quotes
+        assert {e.symbol for e in [*h.of(Trade), *h.of(Candle), *h.of(Book), *h.of(Quote)]} == {
+            "BTC/USDT"
+        }
+        assert conn.subscriptions == topics("BTC/USDT")
+        reason = "Invalid symbol :[orderbook.50.ETHUSDT]"  # the first ETHUSDT topic asked for
+        refused = [s for s in h.statuses("subscription") if s.state == "refused"]
+        assert sorted((s.channel, s.symbol, s.reason) for s in refused) == [
+            (channel, "ETH/USDT", reason) for channel in ("book", "candles", "price", "trades")
+        ]
+        stale = [(s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"]
+        assert not stale, stale
+        notices = [r.getMessage() for r in caplog.records if "subscribe failed" in r.getMessage()]
+        (refusal,) = notices
+        assert f": subscribe failed: {reason}" in refusal
+        assert "bybit: subscribe" not in refusal  # the driver prefixes the notice, not the adapter
         assert h.connections[0].session.stats.errors_reported == 1
         assert fake.connection_count == 1 and h.ctx.reconnects == {}
         assert not [s for s in h.statuses("exchange") if s.state == "failed"]

@@ -458,7 +458,7 @@ def test_acks_pong_heartbeat_and_status_are_understood() -> None:
 def test_status_other_than_online_is_a_notice() -> None:
     session = make_session()
     feed(session, STATUS.replace(b'"online"', b'"maintenance"'), STATUS)
-    assert session.notices == ["kraken: system status maintenance", "kraken: system status online"]
+    assert session.notices == ["system status maintenance", "system status online"]
     assert session.system_status == "online"
 
 
@@ -466,9 +466,8 @@ def test_subscribe_error_is_a_notice_and_counted() -> None:
     session = make_session()
     assert feed(session, SUBSCRIBE_ERROR) == []
     assert session.stats.errors_reported == 1
-    assert session.notices == [
-        "kraken: subscribe XBT/USD failed: Currency pair not supported XBT/USD"
-    ]
+    assert session.notices == ["subscribe XBT/USD failed: Currency pair not supported XBT/USD"]
+    assert session.refused == {}  # XBT/USD is no symbol of this session
 
 
 def test_error_naming_a_request_says_which() -> None:
@@ -478,6 +477,81 @@ def test_error_naming_a_request_says_which() -> None:
     feed(session, error)
     (notice,) = session.notices
     assert notice.endswith("(request 3: subscribe book BTC/USD)")
+    assert session.refused == {}  # the request was not about XBT/USD
+
+
+def rejection(symbol: str, req_id: int | None, error: str | None = None) -> bytes:
+    """Kraken's per-symbol subscribe rejection (reference §3.2, with ``req_id`` echoed)."""
+    body: dict[str, object] = {
+        "error": error or f"Currency pair not supported {symbol}",
+        "method": "subscribe",
+        "req_id": req_id,
+        "success": False,
+        "symbol": symbol,
+        "time_in": "2023-10-06T17:35:55.219022Z",
+        "time_out": "2023-10-06T17:35:55.219067Z",
+    }
+    return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+
+
+def test_an_unsupported_pair_refuses_the_subscription_its_request_names() -> None:
+    session = make_session(("BTC/USD", "MATIC/USD"))
+    session.start(0)
+    requests = {f["req_id"]: f["params"]["channel"] for f in sent(session)}  # type: ignore[index]
+    assert requests == {1: "ticker", 2: "trade", 3: "book", 4: "ohlc"}
+    # The book request carries both symbols: BTC/USD is acked, MATIC/USD refused.
+    ack = SUBSCRIBE_ACK.replace(b'"ALGO/USD"', b'"BTC/USD"')
+    assert feed(session, ack, rejection("MATIC/USD", 3)) == []
+    reason = "Currency pair not supported MATIC/USD"
+    assert session.refused == {Subscription("book", "MATIC/USD"): reason}
+    # The request is kept for the other symbols' answers: the ticker one refuses too.
+    feed(session, rejection("MATIC/USD", 1))
+    assert session.refused == {
+        Subscription("book", "MATIC/USD"): reason,
+        Subscription("price", "MATIC/USD"): reason,
+    }
+    assert session.stats.errors_reported == 2
+    assert session.notices[0] == (
+        f"subscribe MATIC/USD failed: {reason} (request 3: subscribe book BTC/USD,MATIC/USD)"
+    )
+
+
+def test_an_unsupported_pair_without_req_id_refuses_every_channel_of_it() -> None:
+    session = make_session(("BTC/USD", "MATIC/USD"))
+    feed(session, SUBSCRIBE_ERROR.replace(b"XBT/USD", b"MATIC/USD"))
+    reason = "Currency pair not supported MATIC/USD"
+    assert session.refused == {Subscription(c, "MATIC/USD"): reason for c in CHANNELS}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        rejection("MATIC/USD", 3, "Already subscribed"),
+        rejection("MATIC/USD", 3, "Subscription Not Found"),
+        b'{"error":"EGeneral:Invalid arguments:depth","method":"subscribe","req_id":3,'
+        b'"success":false,"time_in":"...","time_out":"..."}',
+        b'{"error":"Unsupported event","method":"nonsense","req_id":9,"success":false}',
+        b'{"error":"Exceeded msg rate","method":"subscribe","success":false}',
+    ],
+)
+def test_other_errors_refuse_nothing(frame: bytes) -> None:
+    session = make_session(("BTC/USD", "MATIC/USD"))
+    session.start(0)
+    feed(session, frame)
+    assert session.stats.errors_reported == 1
+    assert session.refused == {}
+
+
+def test_an_unsupported_pair_in_an_unsubscribe_refuses_nothing() -> None:
+    session = make_session(("BTC/USD", "MATIC/USD"))
+    session.resubscribe([Subscription("book", "MATIC/USD")], 0)
+    assert [f["method"] for f in sent(session)] == ["unsubscribe", "subscribe"]
+    feed(session, rejection("MATIC/USD", 1).replace(b'"subscribe"', b'"unsubscribe"'))
+    assert session.refused == {}
+    feed(session, rejection("MATIC/USD", 2))
+    assert session.refused == {
+        Subscription("book", "MATIC/USD"): "Currency pair not supported MATIC/USD"
+    }
 
 
 def test_warnings_are_noticed_once() -> None:
@@ -487,7 +561,7 @@ def test_warnings_are_noticed_once() -> None:
         b'"success": true, "warnings": ["timestamp is deprecated, use interval_begin"]',
     )
     feed(session, ack, ack)
-    assert session.notices == ["kraken: warning: timestamp is deprecated, use interval_begin"]
+    assert session.notices == ["warning: timestamp is deprecated, use interval_begin"]
 
 
 def test_keepalive_queues_an_app_ping() -> None:

@@ -250,6 +250,10 @@ async def test_garbage_and_unknown_messages_are_counted_and_skipped(virtual_time
         assert fake.connection_count == 1 and h.ctx.reconnects == {}
 
 
+def refused(h: Harness) -> list[FeedStatus]:
+    return [s for s in h.statuses("subscription") if s.state == "refused"]
+
+
 async def test_an_exchange_error_frame_is_surfaced_and_not_fatal(virtual_time, caplog):
     caplog.set_level(logging.WARNING)
     fake = KrakenFake(seed=10)
@@ -263,21 +267,28 @@ async def test_an_exchange_error_frame_is_surfaced_and_not_fatal(virtual_time, c
         await wait_until(lambda: session(h).stats.errors_reported >= 4, LIMIT)
         assert not any(t.endswith(":ETH/USD") for t in conn.subscriptions)
         assert "Currency pair not supported ETH/USD" in caplog.text
-        # Not fatal: the feed goes on serving BTC/USD on the same connection (until the stale
-        # watchdog gives up on ETH/USD: see the xfail test below).
+        # Each rejection names its request (req_id) and symbol: that channel of ETH/USD is
+        # refused for good, reported once with Kraken's words.
+        assert sorted((s.channel, s.symbol, s.reason) for s in refused(h)) == [
+            (channel, "ETH/USD", "Currency pair not supported ETH/USD")
+            for channel in sorted(CHANNELS)
+        ]
         assert fake.connection_count == 1 and h.ctx.reconnects == {}
+    assert "kraken: subscribe" not in caplog.text  # the driver prefixes notices, not the adapter
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: the stale watchdog keeps watching a subscription the exchange refused for "
-    "good; after 3 strikes it replaces the connection, taking the good symbols down with it, "
-    "every 3 x stale_after (see the report: a session-level 'rejected' set)",
-)
 async def test_a_refused_symbol_does_not_cost_the_others_their_connection(virtual_time):
     fake = KrakenFake(seed=12)
     fake.reject("ETH/USD")
     async with open_fake(fake), run_feed(fake, KrakenAdapter, symbols=SYMBOLS) as h:
         fake.start_soon(fake.run_feed, 5.0)
+        await wait_until(lambda: len(refused(h)) == len(CHANNELS))
+        quotes = len(h.of(Quote))
         await trio.sleep(10.0)  # five stale deadlines of the refused symbol
         assert fake.connection_count == 1 and h.ctx.reconnects == {}
+        stale = [(s.channel, s.symbol) for s in h.statuses("subscription") if s.state == "stale"]
+        assert not stale, stale
+        assert len(refused(h)) == len(CHANNELS)  # reported once each
+        # BTC/USD kept flowing all along; ETH/USD never did.
+        assert len(h.of(Quote)) > quotes
+        assert {e.symbol for e in [*h.of(Quote), *h.of(Book), *h.of(Trade)]} == {"BTC/USD"}

@@ -228,6 +228,10 @@ def respond(
     return out
 
 
+BIDS = [["100", "1"], ["99", "1"]]
+ASKS = [["101", "1"], ["102", "1"]]
+
+
 # -- adapter ----------------------------------------------------------------------------------
 
 
@@ -388,13 +392,77 @@ def test_error_event_is_a_notice() -> None:
     assert feed(session, ERROR) == []
     assert session.stats.errors_reported == 1
     (notice,) = session.notices
-    assert notice.startswith("okx: error 60012: Invalid request:")
+    assert notice.startswith("error 60012: Invalid request:")
     # An error echoing one of our ids names the request it refused.
     feed(session, b'{"id":"1","event":"error","code":"60018","msg":"doesn\'t exist","connId":"x"}')
     assert session.stats.errors_reported == 2
     assert session.notices[1].endswith(
         "(request 1: subscribe books:BTC-USDT,bbo-tbt:BTC-USDT,trades:BTC-USDT)"
     )
+    assert session.refused == {}  # neither error names an arg
+
+
+def refusal(
+    channel: str, inst_id: str, request_id: str | None = None, op: str = "Subscribe"
+) -> bytes:
+    """OKX's 60018 error event, text as captured (2026-09) on the wrong endpoint."""
+    body: dict[str, str] = {} if request_id is None else {"id": request_id}
+    body |= {
+        "event": "error",
+        "msg": f"{op} failed, wrong URL or channel:{channel},instId:{inst_id} doesn't exist. "
+        "Please use the correct URL, channel and parameters referring to API document.",
+        "code": "60018",
+        "connId": "9e3779b9",
+    }
+    return json.dumps(body).encode()
+
+
+def test_a_60018_refusal_refuses_the_arg_it_names() -> None:
+    session = make_session(acked=False)
+    reason = json.loads(refusal("bbo-tbt", "BTC-USDT"))["msg"]
+    # Request 1 carried books, bbo-tbt and trades; OKX answers each arg on its own.
+    feed(session, BOOKS_ACK.replace(b'{"event"', b'{"id":"1","event"'))
+    assert feed(session, refusal("bbo-tbt", "BTC-USDT", "1")) == []
+    assert session.refused == {Subscription("price", "BTC/USDT"): reason}
+    assert session.notices[-1] == (
+        f"error 60018: {reason} (request 1: subscribe bbo-tbt:BTC-USDT,trades:BTC-USDT)"
+    )
+    # The partial ack and the first error kept the request for its last arg.
+    feed(session, refusal("trades", "BTC-USDT", "1"))
+    assert session.notices[-1].endswith("(request 1: subscribe trades:BTC-USDT)")
+    assert Subscription("trades", "BTC/USDT") in session.refused
+    assert Subscription("book", "BTC/USDT") not in session.refused
+    assert session.stats.errors_reported == 2
+
+
+def test_a_60018_refusal_without_id_is_read_from_its_text() -> None:
+    business = make_session(channels=("candles",))
+    feed(business, refusal("candle1m", "BTC-USDT"))  # the captured frame: no id
+    reason = json.loads(refusal("candle1m", "BTC-USDT"))["msg"]
+    assert business.refused == {Subscription("candles", "BTC/USDT"): reason}
+    session = make_session()
+    feed(session, refusal("books", "ETH-USDT"))  # not a subscription of this session
+    assert session.refused == {}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        refusal("books", "BTC-USDT", "2", op="Unsubscribe"),  # answers the unsubscribe
+        refusal("books", "BTC-USDT", op="Unsubscribe"),
+        refusal("books", "BTC-USDT", "3").replace(b'"60018"', b'"60014"'),  # not a refusal code
+        b'{"id":"3","event":"error","code":"60014","msg":"Requests too frequent.","connId":"x"}',
+        b'{"id":"3","event":"error","code":"64004","msg":"conflicting depth","connId":"x"}',
+        ERROR,
+    ],
+)
+def test_other_errors_refuse_nothing(frame: bytes) -> None:
+    session = make_session()
+    session.resubscribe([Subscription("book", "BTC/USDT")], 0)
+    assert [(f["op"], f["id"]) for f in sent(session)] == [("unsubscribe", "2"), ("subscribe", "3")]
+    feed(session, frame)
+    assert session.stats.errors_reported == 1
+    assert session.refused == {}
 
 
 def test_service_upgrade_notice_asks_for_a_reconnect() -> None:
@@ -679,10 +747,31 @@ def test_resubscribe_waits_for_the_ack_then_a_fresh_snapshot() -> None:
     assert [type(e) for e in feed(session, BOOK_SNAPSHOT_0)] == [Book]  # never announced invalid
 
 
-# -- session: no-snapshot mode (REST bootstrap) -----------------------------------------------
+def test_a_snapshot_after_a_mistaken_rest_bootstrap_leaves_rest_mode() -> None:
+    # A stall lost the snapshot sent on resubscribe: the first push after the ack is an update,
+    # read as the no-snapshot mode. The next real snapshot must switch the book back, or every
+    # later gap would be recovered through REST for good.
+    session = make_session()
+    feed(session, BOOK_SNAPSHOT_0)
+    session.resubscribe([Subscription("book", "BTC/USDT")], 0)
+    sent(session)
+    feed(session, BOOKS_ACK, update(123460, 123458))  # the snapshot (123458) never came
+    (request,) = session.take_http_requests()
+    state = session.books.states["BTC-USDT"]
+    assert state.rest_mode
+    respond(session, request, rest_book(123460, BIDS, ASKS))
+    session.resubscribe([Subscription("book", "BTC/USDT")], 0)  # e.g. stale again
+    sent(session)
+    feed(session, BOOKS_ACK)
+    assert books(feed(session, book_frame("snapshot", 200, -1, bids=BIDS, asks=ASKS)))
+    assert not state.rest_mode
+    out = feed(session, update(210, 205))  # a gap: recovered by resubscribing, not REST
+    assert [s for s, _ in statuses(out)] == ["invalid", "resyncing"]
+    assert [f["op"] for f in sent(session)] == ["unsubscribe", "subscribe"]
+    assert session.take_http_requests() == []
 
-BIDS = [["100", "1"], ["99", "1"]]
-ASKS = [["101", "1"], ["102", "1"]]
+
+# -- session: no-snapshot mode (REST bootstrap) -----------------------------------------------
 
 
 def test_no_snapshot_mode_bootstraps_from_rest() -> None:

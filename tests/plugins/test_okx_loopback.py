@@ -253,20 +253,37 @@ async def test_an_error_frame_is_surfaced_and_not_fatal(
     fake = OkxFake(SYMBOLS)
     fake.reject_symbol("ETH/USDT")  # listed, but OKX refuses its subscribes
     caplog.set_level(logging.WARNING)
-    async with open_fake(fake), run_feed(fake, OkxAdapter, symbols=SYMBOLS, stale_after=60.0) as h:
+    async with open_fake(fake), run_feed(fake, OkxAdapter, symbols=SYMBOLS, stale_after=2.0) as h:
         with trio.fail_after(LIMIT):
             await fake.wait_for(lambda: fake.errors_sent == 4)  # 3 on /public, 1 on /business
         fake.start_soon(fake.run_feed, 10.0)
         await wait_until(lambda: _synced(h, fake, "BTC/USDT") and _latest(h, Candle, "BTC/USDT"))
-        await trio.sleep(5.0)
+        quotes = len(h.of(Quote))
+        await trio.sleep(5 * 2.0)  # five stale deadlines of the refused subscriptions
         session = public(h)
         assert session.stats.errors_reported == 3
         assert ("books", "ETH-USDT") not in session.acknowledged
         assert ("books", "BTC-USDT") in session.acknowledged
-        refusals = [r.getMessage() for r in caplog.records if "60018" in r.getMessage()]
+        refusals = [r.getMessage() for r in caplog.records if "error 60018" in r.getMessage()]
         assert len(refusals) == 4
         assert any("instId:ETH-USDT" in line and "subscribe" in line for line in refusals)
-        assert not [e for e in h.events if getattr(e, "symbol", None) == "ETH/USDT"]
+        assert not [line for line in refusals if "okx: error" in line]  # the driver prefixes
+        # Each error names its arg: that subscription is refused, with OKX's words, once.
+        refused = [s for s in h.statuses("subscription") if s.state == "refused"]
+        assert sorted((s.channel, s.symbol) for s in refused) == [
+            (channel, "ETH/USDT") for channel in ("book", "candles", "price", "trades")
+        ]
+        for status in refused:
+            channel = {"book": "books", "candles": "candle1m", "price": "bbo-tbt"}.get(
+                status.channel or "", status.channel
+            )
+            assert status.reason == (
+                f"Subscribe failed, wrong URL or channel:{channel},instId:ETH-USDT doesn't exist. "
+                "Please use the correct URL, channel and parameters referring to API document."
+            )
+        assert not _stale(h)
+        assert not [e for e in h.events if not isinstance(e, FeedStatus) and e.symbol == "ETH/USDT"]
+        assert len(h.of(Quote)) > quotes + 50  # BTC/USDT kept flowing
         assert fake.connection_count == 2
         assert h.ctx.reconnects == {}
 
