@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 import trio
 
@@ -220,12 +220,6 @@ def check_capture(
     )
 
 
-class PumpedFake(Protocol):
-    """A fake that makes market data on demand (``MarketFake`` and the simplex fake do)."""
-
-    async def pump(self, n: int = 1) -> None: ...
-
-
 async def check_fake(
     fake: FakeExchangeServer,
     adapter_cls: type[ExchangeAdapter],
@@ -238,12 +232,10 @@ async def check_fake(
     make data until every subscription has delivered, then pump ``rounds`` more rounds, and
     check.
 
-    ``fake`` must have ``pump(n)``; every channel the adapter offers is subscribed for
-    ``symbols`` (default: the adapter's default symbols).
+    ``fake`` must make market data (implement ``emit_round``, as ``MarketFake`` does); every
+    channel the adapter offers is subscribed for ``symbols`` (default: its default symbols).
     """
-    pump = getattr(fake, "pump", None)
-    if pump is None:
-        raise TypeError(f"{type(fake).__name__} has no pump(n): it cannot make data on demand")
+    pump = fake.pump
     wanted = tuple(symbols or adapter_cls.spec.default_symbols)
     checker = EventChecker()
     with trio.fail_after(timeout):

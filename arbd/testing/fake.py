@@ -215,10 +215,37 @@ class FakeExchangeServer:
             raise RuntimeError("the fake server is not serving; start it with open_fake()")
         return self.port
 
+    demo_rate: float = 10.0
+    """Rounds per second that :meth:`simulate` (``arbd demo``) emits."""
+
+    def emit_round(self) -> None:
+        """Queue one round of market data to the subscribed connections (synchronous).
+        Fakes with market data implement it; :meth:`pump` and :meth:`run_feed` drive it."""
+        raise NotImplementedError(f"{type(self).__name__} makes no market data")
+
+    async def pump(self, n: int = 1) -> None:
+        """Emit ``n`` rounds and wait until they are written to every connection."""
+        for _ in range(n):
+            self.emit_round()
+            await self.flush()
+
+    async def run_feed(self, rate_per_s: float, rounds: int | None = None) -> None:
+        """Pump ``rate_per_s`` rounds per second (forever, or ``rounds`` times)."""
+        interval = 1.0 / rate_per_s
+        due = trio.current_time()
+        done = 0
+        while rounds is None or done < rounds:
+            await self.pump(1)
+            done += 1
+            due += interval  # a steady schedule: time spent pumping is not added to it
+            await trio.sleep_until(due)
+
     async def simulate(self) -> None:
-        """Generate a live market until cancelled, for ``arbd demo``. Subclasses with market
-        data override this (e.g. a steady ``run_feed``); the default produces nothing."""
-        await trio.sleep_forever()
+        """Generate a live market until cancelled, for ``arbd demo``: ``demo_rate`` rounds per
+        second for fakes with market data; nothing for the others."""
+        if type(self).emit_round is FakeExchangeServer.emit_round:
+            await trio.sleep_forever()
+        await self.run_feed(self.demo_rate)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a background task (e.g. a data feed) for as long as the server serves."""

@@ -197,8 +197,6 @@ class MarketFake(FakeExchangeServer):
     """
 
     candle_interval_ms: int = 60_000
-    demo_rate: float = 10.0
-    """Rounds per second in ``simulate()`` (``arbd demo``)."""
 
     def __init__(
         self,
@@ -288,26 +286,6 @@ class MarketFake(FakeExchangeServer):
     def emit_round(self) -> None:
         """Queue one round of frames to the subscribed connections (synchronous)."""
         self.broadcast(self.next_round())
-
-    async def pump(self, n: int = 1) -> None:
-        """Emit ``n`` rounds and wait until they are written to every connection."""
-        for _ in range(n):
-            self.emit_round()
-            await self.flush()
-
-    async def run_feed(self, rate_per_s: float, rounds: int | None = None) -> None:
-        """Pump ``rate_per_s`` rounds per second (forever, or ``rounds`` times)."""
-        interval = 1.0 / rate_per_s
-        due = trio.current_time()
-        done = 0
-        while rounds is None or done < rounds:
-            await self.pump(1)
-            done += 1
-            due += interval  # a steady schedule: time spent pumping is not added to it
-            await trio.sleep_until(due)
-
-    async def simulate(self) -> None:
-        await self.run_feed(self.demo_rate)
 
     def broadcast(self, frames: Sequence[Out]) -> int:
         """Send each frame to the connections subscribed to its topic; returns frames sent."""

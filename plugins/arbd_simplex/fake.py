@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
-import trio
 
 from arbd.model import CHANNELS
 from arbd.testing.fake import FakeConnection, FakeExchangeServer, HttpAnswer
@@ -138,7 +137,6 @@ class SimplexFake(FakeExchangeServer):
         self.markets: dict[str, Market] = {}
         """Native symbol -> market."""
         self.rounds = 0
-        self.demo_rate = 10.0
         self.rejected: set[str] = set()
         """Native symbols that are listed but refused on subscribe (``bad_symbol``)."""
         for symbol in symbols:
@@ -244,27 +242,6 @@ class SimplexFake(FakeExchangeServer):
         return conn.send_text(_encode({"op": "shutdown", "msg": msg}).decode())
 
     # -- market data ----------------------------------------------------------------------------
-
-    async def pump(self, n: int = 1) -> None:
-        """Emit ``n`` rounds of data and wait until it is written to every connection."""
-        for _ in range(n):
-            self.emit_round()
-            await self.flush()
-
-    async def run_feed(self, rate_per_s: float, rounds: int | None = None) -> None:
-        """Pump ``rate_per_s`` rounds per second (forever, or ``rounds`` times)."""
-        interval = 1.0 / rate_per_s
-        due = trio.current_time()
-        done = 0
-        while rounds is None or done < rounds:
-            await self.pump(1)
-            done += 1
-            due += interval  # a steady schedule: time spent pumping is not added to it
-            await trio.sleep_until(due)
-
-    async def simulate(self) -> None:
-        """For ``arbd demo``: ``demo_rate`` rounds per second, forever."""
-        await self.run_feed(self.demo_rate)
 
     def emit_round(self) -> None:
         """Queue one round of frames to the subscribed connections (synchronous; see ``pump``)."""
