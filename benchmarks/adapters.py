@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -149,6 +150,7 @@ def time_arbd(
     _, sessions = arbd_sessions(registry, work)
     out: list[Event] = []
     events = 0
+    gc.collect()
     started = time.perf_counter()
     for conn, payload, is_text in frames:
         session = sessions[conn]
@@ -314,6 +316,7 @@ def time_cryptofeed(
 
     async def run() -> float:
         handler = feed.message_handler
+        gc.collect()
         started = time.perf_counter()
         for text in texts:
             await handler(text, conn, 1.0)
@@ -378,12 +381,13 @@ def main() -> None:
                 for kind, chosen in groups:
                     if not chosen:
                         continue
-                    ours = statistics.median(
-                        time_arbd(registry, work, chosen)[0] for _ in range(args.runs)
-                    )
-                    theirs = statistics.median(
-                        time_cryptofeed(shim, work, chosen) for _ in range(args.runs)
-                    )
+                    # Interleaved, so that a burst of load on this shared machine hits both.
+                    ours_runs, theirs_runs = [], []
+                    for _ in range(args.runs):
+                        ours_runs.append(time_arbd(registry, work, chosen)[0])
+                        theirs_runs.append(time_cryptofeed(shim, work, chosen))
+                    ours = statistics.median(ours_runs)
+                    theirs = statistics.median(theirs_runs)
                     n = len(chosen)
                     cells = f" {kind:>8} {n:>6} {n / ours:>10,.0f} {n / theirs:>15,.0f}"
                     rows.append(f"{cells} {theirs / ours:>5.1f}x")
