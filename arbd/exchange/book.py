@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from arbd.model import Book, Level
+from arbd.model import Book, FeedStatus, Level
 
 
 def _is_zero(size: str) -> bool:
@@ -159,3 +159,19 @@ class OrderBook:
             received_ns=received_ns,
             sequence=sequence,
         )
+
+
+def book_status(
+    exchange: str, symbol: str, state: str, reason: str, received_ns: int
+) -> FeedStatus:
+    """The ``FeedStatus`` announcing a book's validity change (``invalid``, ``resyncing``,
+    ``valid``), stamped with the local receive time of the frame that caused it."""
+    return FeedStatus(
+        exchange=exchange,
+        symbol=symbol,
+        scope="book",
+        state=state,
+        channel="book",
+        reason=reason,
+        timestamp=received_ns // 1_000_000,
+    )

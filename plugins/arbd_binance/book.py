@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from arbd.exchange.adapter import HttpRequest, HttpResponse, SessionStats
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Book, Event, FeedStatus
 from arbd_binance.wire import DepthSnapshot, DepthUpdate, decode_snapshot, rest_error_text
 
@@ -350,15 +350,7 @@ class DepthBooks:
             out.append(self._status(state, "invalid", reason, received_ns))
 
     def _status(self, state: BookState, value: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self.exchange,
-            symbol=state.symbol,
-            scope="book",
-            state=value,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self.exchange, state.symbol, value, reason, received_ns)
 
 
 def _known(keys: list[float], limit: float | None, depth: int) -> int:

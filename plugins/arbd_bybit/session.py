@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
     Envelope,
@@ -442,12 +442,4 @@ class BybitSession(ExchangeSession):
         self._request("subscribe", [route.topic])
 
     def _status(self, route: _Route, state: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self._exchange,
-            symbol=route.symbol,
-            scope="book",
-            state=state,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self._exchange, route.symbol, state, reason, received_ns)

@@ -43,7 +43,7 @@ import msgspec
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import FRAME_ERRORS, ConnectionPlan, ExchangeSession
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import normalize
 from arbd.model import Book, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 from arbd_coinbase.wire import (
@@ -360,15 +360,7 @@ class CoinbaseSession(ExchangeSession):
         self._resend("level2", list(streams))
 
     def _status(self, symbol: str, state: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self._exchange,
-            symbol=symbol,
-            scope="book",
-            state=state,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self._exchange, symbol, state, reason, received_ns)
 
     # -- ticker, trades, candles ------------------------------------------------------------
 

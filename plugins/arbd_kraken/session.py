@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import normalize
 from arbd.model import Book, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 from arbd_kraken import wire
@@ -503,15 +503,7 @@ class KrakenSession(ExchangeSession):
         self._request("subscribe", "book", [state.native])
 
     def _status(self, book: _BookState, state: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self._exchange,
-            symbol=book.symbol,
-            scope="book",
-            state=state,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self._exchange, book.symbol, state, reason, received_ns)
 
 
 def _data(frame: wire.Frame) -> msgspec.Raw:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import HttpRequest, HttpResponse
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Event, FeedStatus, Level
 from arbd_okx import wire
 from arbd_okx.checksum import CHECKSUM_LEVELS, okx_checksum
@@ -378,12 +378,4 @@ class BookSync:
         )
 
     def _status(self, book: BookState, state: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self.exchange,
-            symbol=book.symbol,
-            scope="book",
-            state=state,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self.exchange, book.symbol, state, reason, received_ns)

@@ -34,7 +34,7 @@ from arbd.exchange.adapter import (
     Instrument,
     Keepalive,
 )
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import check_symbols, normalize
 from arbd.model import CHANNELS, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 
@@ -533,12 +533,4 @@ class SimplexSession(ExchangeSession):
         self._request("subscribe", arg)
 
     def _status(self, book: _BookState, state: str, reason: str, received_ns: int) -> FeedStatus:
-        return FeedStatus(
-            exchange=self._exchange,
-            symbol=book.symbol,
-            scope="book",
-            state=state,
-            channel="book",
-            reason=reason,
-            timestamp=received_ns // 1_000_000,
-        )
+        return book_status(self._exchange, book.symbol, state, reason, received_ns)
