@@ -183,6 +183,19 @@ class CryptofeedShim:
         """The arbd channel a frame accepted by :meth:`accepts` belongs to."""
         raise NotImplementedError
 
+    @staticmethod
+    def build(feed_cls: Any, metadata: Any, channels: list[str], work: Workload) -> Any:
+        """A ``feed_cls`` for the capture's symbols, its symbol table loaded from the fake's
+        REST ``metadata`` (no network), with a no-op callback per channel."""
+        from cryptofeed.symbols import Symbols
+
+        syms, meta = feed_cls._parse_symbol_data(metadata)
+        Symbols.set(feed_cls.id, syms, meta)
+        symbols = {s.replace("/", "-") for c in work.connects for _, s in (c.subs or ())}
+        return feed_cls(
+            symbols=sorted(symbols), channels=channels, callbacks=dict.fromkeys(channels, _noop)
+        )
+
     def make_feed(self, work: Workload) -> Any:
         raise NotImplementedError
 
@@ -210,17 +223,9 @@ class BinanceShim(CryptofeedShim):
     def make_feed(self, work: Workload) -> Any:
         from cryptofeed.defines import CANDLES, L2_BOOK, TICKER
         from cryptofeed.exchanges import Binance
-        from cryptofeed.symbols import Symbols
 
         info = json.loads(work.answer("/api/v3/exchangeInfo").body())
-        syms, meta = Binance._parse_symbol_data(info)
-        Symbols.set(Binance.id, syms, meta)
-        symbols = [f"{s.replace('/', '-')}" for c in work.connects for _, s in (c.subs or ())]
-        feed = Binance(
-            symbols=sorted(set(symbols)),
-            channels=[L2_BOOK, TICKER, CANDLES],
-            callbacks={L2_BOOK: _noop, TICKER: _noop, CANDLES: _noop},
-        )
+        feed = self.build(Binance, info, [L2_BOOK, TICKER, CANDLES], work)
         snapshots = [h for h in work.http if "/api/v3/depth" in h.url]
 
         async def read(url: str, **_kwargs: Any) -> str:
@@ -250,17 +255,9 @@ class OkxShim(CryptofeedShim):
     def make_feed(self, work: Workload) -> Any:
         from cryptofeed.defines import CANDLES, L2_BOOK, TRADES
         from cryptofeed.exchanges import OKX
-        from cryptofeed.symbols import Symbols
 
         answer = json.loads(work.answer("/api/v5/public/instruments?instType=SPOT").body())
-        syms, meta = OKX._parse_symbol_data([answer])
-        Symbols.set(OKX.id, syms, meta)
-        symbols = [f"{s.replace('/', '-')}" for c in work.connects for _, s in (c.subs or ())]
-        return OKX(
-            symbols=sorted(set(symbols)),
-            channels=[L2_BOOK, TRADES, CANDLES],
-            callbacks={L2_BOOK: _noop, TRADES: _noop, CANDLES: _noop},
-        )
+        return self.build(OKX, [answer], [L2_BOOK, TRADES, CANDLES], work)
 
 
 class BybitShim(CryptofeedShim):
@@ -286,17 +283,9 @@ class BybitShim(CryptofeedShim):
     def make_feed(self, work: Workload) -> Any:
         from cryptofeed.defines import CANDLES, L2_BOOK, TRADES
         from cryptofeed.exchanges import Bybit
-        from cryptofeed.symbols import Symbols
 
         answer = json.loads(work.answer("/v5/market/instruments-info?category=spot").body())
-        syms, meta = Bybit._parse_symbol_data([answer])
-        Symbols.set(Bybit.id, syms, meta)
-        symbols = [f"{s.replace('/', '-')}" for c in work.connects for _, s in (c.subs or ())]
-        return Bybit(
-            symbols=sorted(set(symbols)),
-            channels=[L2_BOOK, TRADES, CANDLES],
-            callbacks={L2_BOOK: _noop, TRADES: _noop, CANDLES: _noop},
-        )
+        return self.build(Bybit, [answer], [L2_BOOK, TRADES, CANDLES], work)
 
 
 SHIMS: dict[str, CryptofeedShim] = {s.exchange: s for s in (BinanceShim(), OkxShim(), BybitShim())}
