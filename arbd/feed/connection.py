@@ -229,7 +229,7 @@ class Connection:
                 self._http_send.send_nowait(request)
             if session.reconnect_reason is not None:
                 self._fail(ReconnectRequested(f"{self.exchange}: {session.reconnect_reason}"))
-        if len(session.refused) > len(self._refused_reported):
+        if session.refused and len(session.refused) > len(self._refused_reported):
             for sub, reason in session.refused.items():
                 if sub not in self._refused_reported:
                     self._refused_reported.add(sub)
