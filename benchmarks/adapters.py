@@ -192,8 +192,16 @@ class CryptofeedShim:
         syms, meta = feed_cls._parse_symbol_data(metadata)
         Symbols.set(feed_cls.id, syms, meta)
         symbols = {s.replace("/", "-") for c in work.connects for _, s in (c.subs or ())}
+        # The same work arbd does on every frame: every candle update normalized, not only
+        # closed bars (cryptofeed's default skips the others), and books checked for crossing.
+        # Checksums stay off: the OKX fake sends 0 as production does since June 2026 (arbd
+        # then skips the check; cryptofeed would compare against 0 and fail).
         return feed_cls(
-            symbols=sorted(symbols), channels=channels, callbacks=dict.fromkeys(channels, _noop)
+            symbols=sorted(symbols),
+            channels=channels,
+            callbacks=dict.fromkeys(channels, _noop),
+            candle_closed_only=False,
+            cross_check=True,
         )
 
     def make_feed(self, work: Workload) -> Any:

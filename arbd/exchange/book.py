@@ -1,9 +1,10 @@
 """A pure L2 order book keyed by price, keeping each level's exact decimal text.
 
-Levels are held per side as ``{key: (price_text, size_text)}`` plus a sorted list of keys, where
-the key is ``float(price)`` for asks and ``-float(price)`` for bids, so both sides sort ascending
-from the best level. Distinct exchange prices (at most ~15 significant digits) map to distinct
-floats, so the float is a safe key; the text is what gets published and checksummed.
+Each side is two parallel lists in best-first order: ``keys`` (``float(price)`` for asks,
+``-float(price)`` for bids, so both ascend from the best level) and ``levels`` (the
+``(price_text, size_text)`` tuples). Distinct exchange prices (at most ~15 significant digits)
+map to distinct floats, so the float is a safe key; the text is what gets published and
+checksummed. The top ``n`` levels are then one list slice, which every published book needs.
 
 Updates are absolute (a size replaces the level; a zero size removes it), which is what all five
 built-in exchanges send. Validity is the caller's business (sequence and checksum rules differ per
@@ -12,55 +13,68 @@ exchange); the book offers ``is_crossed`` for the shared "never publish a crosse
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from arbd.model import Book, FeedStatus, Level
 
 
-def _is_zero(size: str) -> bool:
-    # "0", "0.0", "0.00000000", "0E-8": any text whose digits are all zero.
-    return float(size) == 0.0
+def _apply_side_py(
+    keys: list[float], levels: list[Level], updates: Sequence[Sequence[str]], negate: bool
+) -> None:
+    """The reference implementation of ``apply_side`` (and the fallback when the C extension
+    ``arbd.exchange._bookside`` was not built): the same results, level by level."""
+    for level in updates:
+        price, size = level[0], level[1]
+        key = -float(price) if negate else float(price)
+        if key != key:
+            raise ValueError(f"book level price is not a number: {price!r}")
+        at = bisect_left(keys, key)
+        found = at < len(keys) and keys[at] == key
+        if float(size) == 0.0:
+            if found:
+                del keys[at]
+                del levels[at]
+            continue
+        if found:
+            levels[at] = (price, size)
+        else:
+            keys.insert(at, key)
+            levels.insert(at, (price, size))
+
+
+apply_side: Callable[[list[float], list[Level], Sequence[Sequence[str]], bool], None]
+try:
+    from arbd.exchange._bookside import apply_side
+except ImportError:  # installed without a C compiler: the same loop in Python, ~3x slower
+    apply_side = _apply_side_py
+COMPILED: Final = apply_side is not _apply_side_py
+"""Whether book updates run in the compiled extension."""
 
 
 class _Side:
-    __slots__ = ("keys", "levels", "sign")
+    __slots__ = ("keys", "levels")
 
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
+    def __init__(self) -> None:
         self.keys: list[float] = []
-        self.levels: dict[float, Level] = {}
-
-    def set(self, price: str, size: str) -> None:
-        key = self.sign * float(price)
-        levels = self.levels
-        if _is_zero(size):
-            if key in levels:
-                del levels[key]
-                keys = self.keys
-                del keys[bisect_left(keys, key)]
-            return
-        if key not in levels:
-            insort(self.keys, key)
-        levels[key] = (price, size)
+        self.levels: list[Level] = []
 
     def clear(self) -> None:
         self.keys.clear()
         self.levels.clear()
 
     def top(self, n: int) -> list[Level]:
-        levels = self.levels
-        return [levels[k] for k in self.keys[:n]]
+        return self.levels[:n]
 
     def best(self) -> Level | None:
-        return self.levels[self.keys[0]] if self.keys else None
+        levels = self.levels
+        return levels[0] if levels else None
 
     def truncate(self, n: int) -> None:
         """Keep only the best ``n`` levels."""
-        if len(self.keys) > n:
-            for key in self.keys[n:]:
-                del self.levels[key]
-            del self.keys[n:]
+        del self.keys[n:]
+        del self.levels[n:]
 
 
 class OrderBook:
@@ -69,12 +83,15 @@ class OrderBook:
     __slots__ = ("asks", "bids", "sequence")
 
     def __init__(self) -> None:
-        self.bids = _Side(-1.0)
-        self.asks = _Side(1.0)
+        self.bids = _Side()
+        self.asks = _Side()
         self.sequence: int | None = None
 
     def replace(
-        self, bids: Iterable[Level], asks: Iterable[Level], sequence: int | None = None
+        self,
+        bids: Sequence[Sequence[str]],
+        asks: Sequence[Sequence[str]],
+        sequence: int | None = None,
     ) -> None:
         """Load a snapshot, discarding everything held."""
         self.bids.clear()
@@ -82,25 +99,21 @@ class OrderBook:
         self.apply(bids, asks, sequence)
 
     def apply(
-        self, bids: Iterable[Level], asks: Iterable[Level], sequence: int | None = None
+        self,
+        bids: Sequence[Sequence[str]],
+        asks: Sequence[Sequence[str]],
+        sequence: int | None = None,
     ) -> None:
         """Apply absolute level updates (size "0" removes the level).
 
-        The hot path of every book feed: ``_Side.set`` inlined, one ``float`` per price and
-        size, and the caller's ``(price, size)`` tuple stored as the level (no copy).
+        Each level is ``(price, size, ...)`` text: items past the size (OKX's order counts) are
+        ignored. The hot path of every book feed, so it runs compiled when the extension was
+        built (see ``apply_side``). A price or size that is not a number raises ``ValueError``
+        with the levels before it applied: the caller treats the book as broken.
         """
-        for side, updates in ((self.bids, bids), (self.asks, asks)):
-            sign, levels, keys = side.sign, side.levels, side.keys
-            for level in updates:
-                price, size = level
-                key = sign * float(price)
-                if float(size) == 0.0:
-                    if levels.pop(key, None) is not None:
-                        del keys[bisect_left(keys, key)]
-                    continue
-                if key not in levels:
-                    insort(keys, key)
-                levels[key] = level if type(level) is tuple else (price, size)
+        bids_side, asks_side = self.bids, self.asks
+        apply_side(bids_side.keys, bids_side.levels, bids, True)
+        apply_side(asks_side.keys, asks_side.levels, asks, False)
         if sequence is not None:
             self.sequence = sequence
 

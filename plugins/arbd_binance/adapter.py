@@ -65,10 +65,16 @@ from arbd_binance.wire import (
     Envelope,
     Kind,
     Request,
+    STREAM_PREFIX,
+    BookTicker,
+    DepthUpdate,
+    KlineEvent,
+    TradeEvent,
     decode_book_ticker,
     decode_depth,
     decode_envelope,
     decode_kline,
+    decode_stream_frame,
     decode_trade,
     encode,
     parse_stream,
@@ -254,6 +260,19 @@ class BinanceSession(ExchangeSession):
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``) on garbage."""
         self.stats.frames += 1
         self._last_received_ns = received_ns
+        if data.startswith(STREAM_PREFIX):
+            # The common case, a combined-stream data frame: the stream name (read off the
+            # bytes) says what the payload is, so the whole frame is decoded once, typed.
+            end = data.find(b'"', 11)
+            target = self._cache.get(data[11:end].decode())
+            if target is not None:
+                try:
+                    frame = decode_stream_frame[target[0]].decode(data)
+                except msgspec.ValidationError:
+                    frame = None  # not this shape after all: the general path explains why
+                if frame is not None:
+                    self._emit(target, frame.data, received_ns, out)
+                    return
         envelope = decode_envelope(data)
         stream = envelope.stream
         if stream is not None:
@@ -410,13 +429,31 @@ class BinanceSession(ExchangeSession):
     def _on_data(
         self, target: _Target, payload: bytes | msgspec.Raw, received_ns: int, out: list[Event]
     ) -> None:
-        kind, symbol, native = target
+        kind = target[0]
+        decode = (
+            decode_depth
+            if kind == "book"
+            else decode_book_ticker
+            if kind == "price"
+            else decode_trade
+            if kind == "trades"
+            else decode_kline
+        )
+        self._emit(target, decode(payload), received_ns, out)
+
+    def _emit(
+        self,
+        target: _Target,
+        payload: DepthUpdate | BookTicker | TradeEvent | KlineEvent,
+        received_ns: int,
+        out: list[Event],
+    ) -> None:
+        _, symbol, native = target
         exchange = self._exchange
-        if kind == "book":
-            depth = decode_depth(payload)
-            self.books.on_diff(self.books.state(native, symbol), depth, received_ns, out)
-        elif kind == "price":
-            ticker = decode_book_ticker(payload)
+        if isinstance(payload, DepthUpdate):
+            self.books.on_diff(self.books.state(native, symbol), payload, received_ns, out)
+        elif isinstance(payload, BookTicker):
+            ticker = payload
             out.append(
                 Quote(
                     exchange=exchange,
@@ -431,8 +468,8 @@ class BinanceSession(ExchangeSession):
                     sequence=ticker.update_id,
                 )
             )
-        elif kind == "trades":
-            trade = decode_trade(payload)
+        elif isinstance(payload, TradeEvent):
+            trade = payload
             out.append(
                 Trade(
                     exchange=exchange,
@@ -449,7 +486,7 @@ class BinanceSession(ExchangeSession):
                 )
             )
         else:
-            event = decode_kline(payload)
+            event = payload
             k = event.kline
             out.append(
                 Candle(

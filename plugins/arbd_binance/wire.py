@@ -181,6 +181,40 @@ class Request(msgspec.Struct):
     id: int
 
 
+class StreamFrame(msgspec.Struct):
+    """A combined-stream data frame of a known kind, decoded whole."""
+
+    stream: str
+    data: BookTicker | TradeEvent | DepthUpdate | KlineEvent
+
+
+class _BookTickerFrame(StreamFrame):
+    data: BookTicker
+
+
+class _TradeFrame(StreamFrame):
+    data: TradeEvent
+
+
+class _DepthFrame(StreamFrame):
+    data: DepthUpdate
+
+
+class _KlineFrame(StreamFrame):
+    data: KlineEvent
+
+
+STREAM_PREFIX: Final = b'{"stream":"'
+"""How Binance begins every combined-stream frame; the stream name follows, up to a quote."""
+
+decode_stream_frame: Final[dict[str, msgspec.json.Decoder[StreamFrame]]] = {
+    "price": msgspec.json.Decoder(_BookTickerFrame),
+    "trades": msgspec.json.Decoder(_TradeFrame),
+    "book": msgspec.json.Decoder(_DepthFrame),
+    "candles": msgspec.json.Decoder(_KlineFrame),
+}
+"""One-pass decoders of a whole combined-stream frame, by the kind its stream name says."""
+
 decode_envelope: Final = msgspec.json.Decoder(Envelope).decode
 decode_book_ticker: Final = msgspec.json.Decoder(BookTicker).decode
 decode_trade: Final = msgspec.json.Decoder(TradeEvent).decode

@@ -1,7 +1,10 @@
+import os
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arbd.exchange.book import OrderBook
+from arbd.exchange.book import COMPILED, OrderBook, _apply_side_py, apply_side
 
 
 def test_snapshot_then_deltas_keep_exact_text_and_order():
@@ -70,3 +73,61 @@ def test_book_matches_a_plain_dict_model(updates):
     expected_asks = [model[False][k] for k in sorted(model[False])]
     assert book.top_bids(10_000) == expected_bids
     assert book.top_asks(10_000) == expected_asks
+
+
+# -- the compiled side update and its Python twin ----------------------------------------------
+
+level_texts = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from(["100", "100.0", "100.5", "99.75", "101", "0.001", "1e3", "1000"]),
+            # exact decimal text of every length, past the compiled fast path's limits too
+            st.integers(0, 25).flatmap(
+                lambda places: st.decimals(
+                    min_value=0, max_value="1e17", allow_nan=False, places=places
+                ).map(lambda d: f"{d:f}")
+            ),
+            st.floats(min_value=0, allow_nan=False, allow_infinity=False).map(repr),
+        ),
+        st.sampled_from(["0", "0.00000000", "1", "2.50", "0E-8", "3"]),
+        st.sampled_from([(), ("0", "4")]),  # OKX levels carry two more items
+    ).map(lambda t: (t[0], t[1], *t[2])),
+    max_size=20,
+)
+
+
+@pytest.mark.skipif(not COMPILED, reason="C extension not built")
+@given(st.booleans(), st.lists(level_texts, max_size=20))
+def test_compiled_side_update_equals_the_python_loop(negate, batches):
+    compiled: tuple[list, list] = ([], [])
+    python: tuple[list, list] = ([], [])
+    for batch in batches:
+        apply_side(*compiled, batch, negate)
+        _apply_side_py(*python, batch, negate)
+        assert compiled == python
+        keys, levels = compiled
+        assert keys == sorted(set(keys))
+        assert keys == [-float(p) if negate else float(p) for p, _ in levels]
+        assert all(type(v) is tuple and len(v) == 2 for v in levels)
+
+
+@pytest.mark.parametrize("apply", [_apply_side_py, apply_side])
+def test_a_level_that_is_not_a_number_raises_after_applying_the_ones_before(apply):
+    # Both are frame errors (arbd.exchange.adapter.FRAME_ERRORS): counted, the frame skipped.
+    keys: list = []
+    levels: list = []
+    with pytest.raises(ValueError):
+        apply(keys, levels, [("1", "1"), ("x", "1"), ("2", "1")], False)
+    assert keys == [1.0]
+    with pytest.raises(ValueError):
+        apply(keys, levels, [("nan", "1")], False)
+    with pytest.raises(IndexError):
+        apply(keys, levels, [("1",)], False)
+    assert levels == [("1", "1")]
+
+
+def test_the_compiled_update_is_built_when_ci_requires_it():
+    # .ci/run sets ARBD_REQUIRE_COMPILED: a CI machine has a compiler, so a silent fallback
+    # to the Python loop (4x slower books) would be a packaging bug.
+    if os.environ.get("ARBD_REQUIRE_COMPILED"):
+        assert COMPILED

@@ -1,0 +1,234 @@
+/* The order book's hot loop in C: apply absolute level updates to one side of a book.
+ *
+ * arbd.exchange.book keeps each side as two parallel lists in best-first order: `keys`, the
+ * floats it sorts by (float(price) for asks, -float(price) for bids), and `levels`, the
+ * (price_text, size_text) tuples. This module does exactly what book._apply_side_py does, level
+ * by level, without the interpreter:
+ *
+ *     apply_side(keys: list, levels: list, updates: Sequence[Sequence[str]], negate: bool)
+ *
+ * Each update is a sequence whose first two items are the price and size text (exchanges such
+ * as OKX send more). Size zero removes the level; otherwise the level is stored as a
+ * (price, size) tuple (the caller's tuple itself when it is exactly that). A price or size that
+ * is not a number raises ValueError, like float() does; updates before it stay applied (the
+ * Python loop behaves the same, and an adapter treats a frame error as a broken book anyway).
+ *
+ * Invariant relied on: `keys` holds exact floats, ascending, no NaN, one per level of `levels`.
+ * Only book.py touches these lists; a NaN price is refused so the order stays total.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+static const double POW10[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* Plain decimal text ("64000.12", "-0.5", "0.00000000") with at most 2^53 as its digits and
+ * at most 22 decimals: the digits as an integer are exact in a double, so are the powers of ten
+ * up to 1e22, and one IEEE division of exact values is correctly rounded: the same double as
+ * float(text) (the fast path of strtod). Anything else returns 0 and float() parses it.
+ * This matters: float(str) costs ~0.2 us here, two per level, most of a book update. */
+static int
+fast_decimal(PyObject *text, double *out)
+{
+    if (!PyUnicode_IS_ASCII(text)) {
+        return 0;
+    }
+    const char *c = (const char *)PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    int negative = 0;
+    if (n > 0 && c[0] == '-') {
+        negative = 1;
+        i = 1;
+    }
+    uint64_t digits = 0;
+    int decimals = -1, seen = 0;
+    for (; i < n; i++) {
+        char ch = c[i];
+        if (ch >= '0' && ch <= '9') {
+            digits = digits * 10 + (uint64_t)(ch - '0');
+            if (digits > (1ULL << 53)) {
+                return 0;
+            }
+            seen = 1;
+            if (decimals >= 0 && ++decimals > 22) {
+                return 0;
+            }
+        }
+        else if (ch == '.' && decimals < 0) {
+            decimals = 0;
+        }
+        else {
+            return 0;
+        }
+    }
+    if (!seen) {
+        return 0;
+    }
+    double value = (double)digits;
+    if (decimals > 0) {
+        value /= POW10[decimals];
+    }
+    *out = negative ? -value : value;
+    return 1;
+}
+
+/* Only str, float and int are read, so no Python code runs inside the loop (and nothing can
+ * resize the containers under it). */
+static int
+to_double(PyObject *value, double *out)
+{
+    if (PyUnicode_Check(value)) {
+        if (fast_decimal(value, out)) {
+            return 0;
+        }
+        PyObject *number = PyFloat_FromString(value);
+        if (number == NULL) {
+            return -1;
+        }
+        *out = PyFloat_AS_DOUBLE(number);
+        Py_DECREF(number);
+        return 0;
+    }
+    if (PyFloat_Check(value)) {
+        *out = PyFloat_AS_DOUBLE(value);
+        return 0;
+    }
+    if (PyLong_Check(value)) {
+        *out = PyLong_AsDouble(value);
+        return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    }
+    PyErr_Format(PyExc_TypeError, "book level price and size must be text, got %.100s",
+                 Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+/* First index whose key is >= key (bisect_left) in a list of exact floats. */
+static Py_ssize_t
+bisect_left(PyObject *keys, double key)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    PyObject **items = ((PyListObject *)keys)->ob_item;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (PyFloat_AS_DOUBLE(items[mid]) < key) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static int
+apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
+{
+    PyObject *price, *size;
+    int exact_pair = 0;
+    if (PyTuple_Check(level) && PyTuple_GET_SIZE(level) >= 2) {
+        price = PyTuple_GET_ITEM(level, 0);
+        size = PyTuple_GET_ITEM(level, 1);
+        exact_pair = PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2;
+    }
+    else if (PyList_Check(level) && PyList_GET_SIZE(level) >= 2) {
+        price = PyList_GET_ITEM(level, 0);
+        size = PyList_GET_ITEM(level, 1);
+    }
+    else {
+        PyErr_SetString(PyExc_IndexError, "a book level needs a price and a size");
+        return -1;
+    }
+    double p, s;
+    if (to_double(price, &p) < 0 || to_double(size, &s) < 0) {
+        return -1;
+    }
+    if (isnan(p)) {
+        PyErr_Format(PyExc_ValueError, "book level price is not a number: %R", price);
+        return -1;
+    }
+    double key = negate ? -p : p;
+    Py_ssize_t at = bisect_left(keys, key);
+    int found = at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key;
+    if (s == 0.0) {
+        if (!found) {
+            return 0;
+        }
+        return (PyList_SetSlice(keys, at, at + 1, NULL) < 0 ||
+                PyList_SetSlice(levels, at, at + 1, NULL) < 0)
+                   ? -1
+                   : 0;
+    }
+    PyObject *stored;
+    if (exact_pair) {
+        Py_INCREF(level);
+        stored = level;
+    }
+    else {
+        stored = PyTuple_Pack(2, price, size);
+        if (stored == NULL) {
+            return -1;
+        }
+    }
+    if (found) {
+        /* PyList_SetItem steals the reference and releases the old level. */
+        return PyList_SetItem(levels, at, stored);
+    }
+    PyObject *key_obj = PyFloat_FromDouble(key);
+    int failed = key_obj == NULL || PyList_Insert(keys, at, key_obj) < 0 ||
+                 PyList_Insert(levels, at, stored) < 0;
+    Py_XDECREF(key_obj);
+    Py_DECREF(stored);
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "apply_side(keys, levels, updates, negate)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *levels = args[1];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(levels) ||
+        PyList_GET_SIZE(keys) != PyList_GET_SIZE(levels)) {
+        PyErr_SetString(PyExc_TypeError, "apply_side needs two lists of the same length");
+        return NULL;
+    }
+    int negate = PyObject_IsTrue(args[3]);
+    if (negate < 0) {
+        return NULL;
+    }
+    PyObject *updates = PySequence_Fast(args[2], "book updates must be a sequence");
+    if (updates == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(updates);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (apply_one(keys, levels, PySequence_Fast_GET_ITEM(updates, i), negate) < 0) {
+            Py_DECREF(updates);
+            return NULL;
+        }
+    }
+    Py_DECREF(updates);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
+     "apply_side(keys, levels, updates, negate): apply absolute level updates to a book side."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_bookside", "Compiled order-book side updates.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__bookside(void)
+{
+    return PyModule_Create(&module);
+}
