@@ -14,6 +14,7 @@ exchange); the book offers ``is_crossed`` for the shared "never publish a crosse
 from __future__ import annotations
 
 from bisect import bisect_left
+from math import isnan
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -28,7 +29,7 @@ def _apply_side_py(
     for level in updates:
         price, size = level[0], level[1]
         key = -float(price) if negate else float(price)
-        if key != key:
+        if isnan(key):
             raise ValueError(f"book level price is not a number: {price!r}")
         at = bisect_left(keys, key)
         found = at < len(keys) and keys[at] == key

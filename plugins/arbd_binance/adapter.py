@@ -62,13 +62,13 @@ from arbd.model import CHANNELS, Candle, Event, Quote, Subscription, Trade
 from arbd_binance.book import DepthBooks
 from arbd_binance.instruments import parse_instruments
 from arbd_binance.wire import (
-    Envelope,
-    Kind,
-    Request,
     STREAM_PREFIX,
     BookTicker,
     DepthUpdate,
+    Envelope,
+    Kind,
     KlineEvent,
+    Request,
     TradeEvent,
     decode_book_ticker,
     decode_depth,
