@@ -14,8 +14,8 @@ exchange); the book offers ``is_crossed`` for the shared "never publish a crosse
 from __future__ import annotations
 
 from bisect import bisect_left
-from math import isnan
 from collections.abc import Callable, Sequence
+from math import isnan
 from typing import Final
 
 from arbd.model import Book, FeedStatus, Level
