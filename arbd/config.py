@@ -10,10 +10,12 @@ The structs are the single source of the defaults: ``arbd config init`` writes
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import msgspec
 
@@ -99,6 +101,9 @@ class ExchangeConfig(_Section):
 
 
 class ArbitrageConfig(_Section):
+    """The cross-exchange opportunity detector (``arbd.arbitrage``). Percentages are percent
+    (0.1 means 0.1 %); times are seconds; money is in the compared quote currency."""
+
     enabled: bool = True
     open_threshold_pct: float = 0.1
     close_threshold_pct: float = 0.05
@@ -106,6 +111,10 @@ class ArbitrageConfig(_Section):
     min_updates: int = 3
     max_quote_age: float = 2.0
     update_interval: float = 1.0
+    update_min_change_pct: float = 0.02
+    """An open opportunity emits ``update`` when its net spread moved at least this much."""
+    tick_interval: float = 0.1
+    """How often the daemon re-checks open opportunities for legs gone stale without data."""
     sizes: list[float] = msgspec.field(default_factory=lambda: [1_000.0, 10_000.0, 100_000.0])
     max_notional: float = 100_000.0
     quote_groups: list[list[str]] = msgspec.field(default_factory=lambda: [["USD", "USDT", "USDC"]])
@@ -159,7 +168,7 @@ def _translate(error: msgspec.ValidationError, file: str, prefix: str = "") -> C
 def _check(config: Config, file: str) -> None:
     """Rules a type alone cannot state."""
 
-    def fail(key: str, problem: str) -> None:
+    def fail(key: str, problem: str) -> NoReturn:
         raise ConfigError(problem, path=file, key=key)
 
     for section, port in (("server", config.server.port), ("metrics", config.metrics.port)):
@@ -201,19 +210,67 @@ def _check(config: Config, file: str) -> None:
             fee = getattr(ex, key)
             if fee is not None and not -1.0 < fee < 10.0:
                 fail(f"{base}.{key}", f"{fee} is not a plausible fee in percent")
-    arb = config.arbitrage
+    _check_arbitrage(config.arbitrage, fail)
+
+
+def _check_arbitrage(arb: ArbitrageConfig, fail: Callable[[str, str], NoReturn]) -> None:
+    for key in ("open_threshold_pct", "close_threshold_pct", "max_notional"):
+        if not math.isfinite(getattr(arb, key)):
+            fail(f"arbitrage.{key}", "must be a finite number")
+    if arb.open_threshold_pct < 0:
+        # A negative threshold would publish trades that lose money after fees.
+        fail("arbitrage.open_threshold_pct", "must not be negative")
     if arb.close_threshold_pct > arb.open_threshold_pct:
         fail("arbitrage.close_threshold_pct", "must not exceed arbitrage.open_threshold_pct")
-    if arb.max_quote_age <= 0:
-        fail("arbitrage.max_quote_age", "must be greater than 0")
+    for key in ("max_quote_age", "tick_interval", "max_notional"):
+        if not getattr(arb, key) > 0:
+            fail(f"arbitrage.{key}", "must be greater than 0")
+    for key in ("min_duration", "update_interval", "update_min_change_pct"):
+        if not getattr(arb, key) >= 0:
+            fail(f"arbitrage.{key}", "must not be negative")
+    if arb.min_updates < 1:
+        fail("arbitrage.min_updates", "must be at least 1")
     for i, size in enumerate(arb.sizes):
-        if size <= 0:
+        if not 0 < size < math.inf:
             fail(f"arbitrage.sizes[{i}]", "must be greater than 0")
+    seen: dict[str, str] = {}
+    for g, group in enumerate(arb.quote_groups):
+        if len(group) < 2:
+            fail(f"arbitrage.quote_groups[{g}]", "a group needs at least two quote currencies")
+        for i, currency in enumerate(group):
+            key = f"arbitrage.quote_groups[{g}][{i}]"
+            if not re.fullmatch(r"[A-Z0-9]+", currency):
+                fail(key, f"{currency!r} is not an upper-case currency code like USDT")
+            if currency in seen:
+                fail(key, f"{currency} is already in {seen[currency]}")
+            seen[currency] = f"arbitrage.quote_groups[{g}]"
     if arb.conversion == "live" and not arb.conversion_markets:
         fail("arbitrage.conversion_markets", 'needed when arbitrage.conversion = "live"')
+    # Live conversion prices every currency of a group in the group's first one (its
+    # reference), so each other currency needs exactly one market against the reference.
+    reference = {c: group[0] for group in arb.quote_groups for c in group}
+    converted: dict[str, str] = {}
     for i, market in enumerate(arb.conversion_markets):
+        key = f"arbitrage.conversion_markets[{i}]"
         if not re.fullmatch(r"[a-z][a-z0-9_]*:[A-Z0-9]+/[A-Z0-9]+", market):
-            fail(f"arbitrage.conversion_markets[{i}]", f"{market!r} is not exchange:BASE/QUOTE")
+            fail(key, f"{market!r} is not exchange:BASE/QUOTE")
+        base, quote = market.partition(":")[2].split("/")
+        pair = {base, quote}
+        target = next((c for c in pair if reference.get(c) in pair - {c}), None)
+        if target is None:
+            fail(key, f"{market!r} does not price a quote currency in its group's first currency")
+        if target in converted:
+            fail(key, f"{target} is already converted by {converted[target]}")
+        converted[target] = market
+    if arb.conversion == "live":
+        for g, group in enumerate(arb.quote_groups):
+            for currency in group[1:]:
+                if currency not in converted:
+                    fail(
+                        "arbitrage.conversion_markets",
+                        f"no market converts {currency} to {group[0]} "
+                        f"(arbitrage.quote_groups[{g}])",
+                    )
 
 
 def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from arbd.model import EVENT_CHANNEL, Book, Event, FeedStatus, Quote
+from arbd.model import EVENT_CHANNEL, Arbitrage, Book, Event, FeedStatus, Quote
 
 Policy = Literal["conflate", "drop_oldest", "disconnect"]
 Processor = Callable[[Sequence[Event]], Sequence[Event]]
@@ -44,6 +44,19 @@ class Filter(msgspec.Struct, frozen=True, kw_only=True):
     def matches(self, event: Event) -> bool:
         if self.channels and EVENT_CHANNEL[type(event)] not in self.channels:
             return False
+        if isinstance(event, Arbitrage):
+            # An opportunity has two exchanges and up to three symbols (its group's and each
+            # leg's): a subscriber to any of them wants it.
+            return (
+                not self.exchanges
+                or event.buy_exchange in self.exchanges
+                or event.sell_exchange in self.exchanges
+            ) and (
+                not self.symbols
+                or event.symbol in self.symbols
+                or event.buy_symbol in self.symbols
+                or event.sell_symbol in self.symbols
+            )
         if self.exchanges and event.exchange not in self.exchanges:
             return False
         # Exchange-wide status events (empty symbol) reach every subscriber of that exchange.
@@ -137,17 +150,20 @@ class HubSubscriber:
 
 
 class MarketState:
-    """Latest quote and book per (exchange, symbol) and the latest status per subject."""
+    """Latest quote and book per (exchange, symbol), the latest status per subject, and the
+    open arbitrage opportunities (by id; a ``close`` removes one)."""
 
     def __init__(self) -> None:
         self.quotes: dict[tuple[str, str], Quote] = {}
         self.books: dict[tuple[str, str], Book] = {}
         self.book_state: dict[tuple[str, str], str] = {}
         self.status: dict[tuple[str, str, str, str, str], FeedStatus] = {}
+        self.opportunities: dict[str, Arbitrage] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Quote: self._quote,
             Book: self._book,
             FeedStatus: self._status,
+            Arbitrage: self._arbitrage,
         }
 
     def update(self, event: Event) -> None:
@@ -174,11 +190,19 @@ class MarketState:
                 # An invalid book is never served, not even as "the latest".
                 self.books.pop(key, None)
 
+    def _arbitrage(self, event: Arbitrage) -> None:
+        if event.event == "close":
+            self.opportunities.pop(event.id, None)
+        else:
+            self.opportunities[event.id] = event
+
     def snapshot(self, filter: Filter) -> list[Event]:
-        """Current state matching ``filter``, for a new subscriber: status first, then data."""
+        """Current state matching ``filter``, for a new subscriber: status first, then data,
+        then the open opportunities (each as its latest ``open`` or ``update`` event)."""
         events: list[Event] = [s for s in self.status.values() if filter.matches(s)]
         events.extend(q for q in self.quotes.values() if filter.matches(q))
         events.extend(b for b in self.books.values() if filter.matches(b))
+        events.extend(a for a in self.opportunities.values() if filter.matches(a))
         return events
 
 

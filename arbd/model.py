@@ -125,8 +125,75 @@ class FeedStatus(_Event, tag="status", kw_only=True):
     timestamp: int
 
 
+class BuySell(msgspec.Struct, kw_only=True):
+    """One number per leg of an opportunity."""
+
+    buy: float
+    sell: float
+
+
+class ProfitPoint(msgspec.Struct, kw_only=True):
+    """Net profit of an opportunity when ``size`` (quote currency, buy side) is traded.
+
+    ``profit`` is ``None`` when the visible book is too thin to fill ``size`` on either leg.
+    """
+
+    size: float
+    profit: float | None
+
+
+class Arbitrage(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", tag="arbitrage"):
+    """One step in the life of a cross-exchange opportunity: ``open``, ``update`` or ``close``.
+
+    An opportunity is identified by its quote group, buy market and sell market; ``id`` names
+    one life of it (a reopened pair gets a new id). Prices ``buy_price`` / ``sell_price`` are the
+    legs' exact top-of-book text (ask of the buy leg, bid of the sell leg); every computed
+    number is a float. Spreads are percent of the buy side's effective price; ``profit`` is net
+    of both taker fees, in ``currency``, at ``quantity`` (base units).
+    ``spread_pct`` repeats ``net_spread_pct`` for clients of the older price-spread feed.
+    Times are ms since the epoch on the local clock (``opened_at``: when the spread first
+    reached the open threshold; ``closed_at`` only on ``close``).
+    """
+
+    id: str
+    event: Literal["open", "update", "close"]
+    symbol: str
+    """The compared market: the legs' common symbol, or ``BASE/<first quote of the group>``."""
+    buy_exchange: str
+    sell_exchange: str
+    buy_symbol: str
+    sell_symbol: str
+    buy_price: str
+    sell_price: str
+    spread_pct: float
+    net_spread_pct: float
+    gross_spread_pct: float
+    peak_net_spread_pct: float
+    profit: float
+    currency: str
+    quantity: float
+    buy_vwap: float | None
+    sell_vwap: float | None
+    size_source: Literal["book", "top"]
+    profit_curve: list[ProfitPoint]
+    conversion: str
+    fees: BuySell
+    age_ms: BuySell
+    opened_at: int
+    closed_at: int | None = None
+    duration_ms: int
+    close_reason: str | None = None
+    timestamp: int
+
+    def involves(self, exchange: str) -> bool:
+        return exchange in (self.buy_exchange, self.sell_exchange)
+
+    def names(self, symbol: str) -> bool:
+        return symbol in (self.symbol, self.buy_symbol, self.sell_symbol)
+
+
 MarketEvent = Quote | Trade | Book | Candle
-Event = Quote | Trade | Book | Candle | FeedStatus
+Event = Quote | Trade | Book | Candle | FeedStatus | Arbitrage
 
 EVENT_CHANNEL: Final[dict[type[msgspec.Struct], str]] = {
     Quote: "price",
@@ -134,6 +201,7 @@ EVENT_CHANNEL: Final[dict[type[msgspec.Struct], str]] = {
     Book: "book",
     Candle: "candles",
     FeedStatus: "status",
+    Arbitrage: "arbitrage",
 }
 """The subscription channel each event type belongs to."""
 
