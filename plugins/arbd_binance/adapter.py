@@ -264,7 +264,7 @@ class BinanceSession(ExchangeSession):
             # The common case, a combined-stream data frame: the stream name (read off the
             # bytes) says what the payload is, so the whole frame is decoded once, typed.
             end = data.find(b'"', 11)
-            target = self._cache.get(data[11:end].decode())
+            target = self._cache.get(data[11:end].decode("ascii", "replace"))
             if target is not None:
                 try:
                     frame = decode_stream_frame[target[0]].decode(data)

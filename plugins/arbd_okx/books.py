@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import HttpRequest, HttpResponse
 from arbd.exchange.book import OrderBook, book_status
-from arbd.model import Event, FeedStatus, Level
+from arbd.model import Event, FeedStatus
 from arbd_okx import wire
 from arbd_okx.checksum import CHECKSUM_LEVELS, okx_checksum
 
@@ -54,11 +54,6 @@ which only makes the snapshot's ``seqId`` requirement later, never wrong."""
 MAX_REST_ATTEMPTS: Final = 5
 
 Phase = Literal["subscribing", "pending", "bootstrapping", "valid", "failed"]
-
-
-def levels(raw: list[list[str]]) -> list[Level]:
-    """``[[px, sz, "0", orders], ...]`` -> ``[(px, sz), ...]`` (the exchange's own text)."""
-    return [(level[0], level[1]) for level in raw]
 
 
 def ms(text: str | None) -> int | None:
@@ -137,14 +132,20 @@ class BookSync:
             state.attempts = 0
 
     def on_push(
-        self, native: str, symbol: str, frame: wire.Frame, received_ns: int, out: list[Event]
+        self,
+        native: str,
+        symbol: str,
+        items: list[wire.BookData],
+        received_ns: int,
+        out: list[Event],
+        *,
+        action: str | None,
     ) -> None:
         """A ``books`` push (``action`` snapshot or update) for ``native``."""
         state = self.states.get(native)
         if state is None:  # replay: books appear as their data does
             state = self.states[native] = BookState(native, symbol, "pending")
-        action = frame.action
-        for item in wire.decode_books(frame.data):
+        for item in items:
             if item.seqId is None:
                 raise ProtocolError(f"okx: books push for {native} without seqId")
             if action == "snapshot":
@@ -179,7 +180,7 @@ class BookSync:
         buffered = list(buffer)
         state.reset("valid")
         state.join_at = seq
-        state.book.replace(levels(snap.bids), levels(snap.asks), seq)
+        state.book.replace(snap.bids, snap.asks, seq)
         state.book.truncate(BOOK_LEVELS)
         if not self._verify(state, None, " in REST snapshot", received_ns, out):
             return
@@ -214,7 +215,7 @@ class BookSync:
         # book would go through REST for good.
         state.rest_mode = False
         state.generation += 1  # a WS snapshot supersedes any REST answer in flight
-        state.book.replace(levels(item.bids), levels(item.asks), seq)
+        state.book.replace(item.bids, item.asks, seq)
         state.book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, " in snapshot", received_ns, out):
             state.attempts = 0
@@ -265,7 +266,7 @@ class BookSync:
         if join_at is not None:
             state.join_at = None
             state.attempts = 0
-        book.apply(levels(item.bids), levels(item.asks), seq)
+        book.apply(item.bids, item.asks, seq)
         book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, "", received_ns, out):
             self._publish(state, seq, ms(item.ts), received_ns, out)

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
+
+import msgspec
 
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, HttpRequest, HttpResponse
 from arbd.exchange.symbols import normalize
@@ -127,6 +129,19 @@ class OkxSession(ExchangeSession):
         if data == b"pong":
             self.last_pong_ns = received_ns
             return
+        if data.startswith(wire.PUSH_PREFIX):
+            # The common case, a data push: the channel name (read off the bytes) says what
+            # its data is, so the whole frame is decoded once, typed.
+            channel = data[19 : data.find(b'"', 19)].decode("ascii", "replace")
+            decoder = wire.decode_push.get(channel)
+            if decoder is not None:
+                try:
+                    push = decoder.decode(data)
+                except msgspec.ValidationError:
+                    push = None  # not this shape after all: the general path explains why
+                if push is not None and push.event is None:
+                    self._on_data(push.arg, push.action, push.data, received_ns, out)
+                    return
         frame = wire.decode_frame(data)
         if frame.event is not None:
             self._on_event(frame)
@@ -247,6 +262,28 @@ class OkxSession(ExchangeSession):
     def _on_push(
         self, frame: wire.Frame, arg: wire.Arg, received_ns: int, out: list[Event]
     ) -> None:
+        okx_channel = arg.channel
+        data: list[wire.BookData] | list[wire.TradeData] | list[list[str]]
+        if okx_channel in ("books", "bbo-tbt"):
+            data = wire.decode_books(frame.data)
+        elif okx_channel == "trades":
+            data = wire.decode_trades(frame.data)
+        elif okx_channel == "candle1m":
+            data = wire.decode_candles(frame.data)
+        else:
+            self.stats.ignored += 1
+            return
+        self._on_data(arg, frame.action, data, received_ns, out)
+
+    def _on_data(
+        self,
+        arg: wire.Arg,
+        action: str | None,
+        data: list[wire.BookData] | list[wire.TradeData] | list[list[str]],
+        received_ns: int,
+        out: list[Event],
+    ) -> None:
+        """A push's data, decoded for its channel (``arg.channel`` says which list it is)."""
         native = arg.instId
         symbol = self._symbol(arg.channel, native)
         if symbol is None:
@@ -255,9 +292,10 @@ class OkxSession(ExchangeSession):
         channel = _FROM_OKX[arg.channel]
         received_ms = received_ns // 1_000_000
         if channel == "book":
-            self.books.on_push(native, symbol, frame, received_ns, out)
+            books = cast("list[wire.BookData]", data)
+            self.books.on_push(native, symbol, books, received_ns, out, action=action)
         elif channel == "price":
-            for item in wire.decode_books(frame.data):
+            for item in cast("list[wire.BookData]", data):
                 if not item.bids or not item.asks:
                     self.stats.ignored += 1  # one side empty: no quote to give
                     continue
@@ -278,7 +316,7 @@ class OkxSession(ExchangeSession):
                     )
                 )
         elif channel == "trades":
-            for trade in wire.decode_trades(frame.data):
+            for trade in cast("list[wire.TradeData]", data):
                 ts = ms(trade.ts)
                 side, trade_id = trade.side, trade.tradeId
                 out.append(
@@ -311,5 +349,5 @@ class OkxSession(ExchangeSession):
                     timestamp=received_ms,
                     received_ns=received_ns,
                 )
-                for row in wire.decode_candles(frame.data)
+                for row in cast("list[list[str]]", data)
             )

@@ -8,6 +8,8 @@ once and typed. Prices and sizes are JSON strings on OKX and stay the exchange's
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 # -- WebSocket --------------------------------------------------------------------------------
@@ -61,6 +63,39 @@ class Subscribe(msgspec.Struct, omit_defaults=True):
     args: list[Arg]
     id: str | None = None
 
+
+class Push(msgspec.Struct):
+    """A data push decoded whole, ``data`` typed by its channel (subclasses below)."""
+
+    arg: Arg
+    data: list[BookData] | list[TradeData] | list[list[str]]
+    action: str | None = None
+    event: str | None = None
+    """Never set on a push; checked so that an event frame is never taken for one."""
+
+
+class BooksPush(Push):
+    data: list[BookData]
+
+
+class TradesPush(Push):
+    data: list[TradeData]
+
+
+class CandlesPush(Push):
+    data: list[list[str]]
+
+
+PUSH_PREFIX: Final = b'{"arg":{"channel":"'
+"""How OKX begins every data push; the channel name follows, up to a quote."""
+
+decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
+    "books": msgspec.json.Decoder(BooksPush),
+    "bbo-tbt": msgspec.json.Decoder(BooksPush),
+    "trades": msgspec.json.Decoder(TradesPush),
+    "candle1m": msgspec.json.Decoder(CandlesPush),
+}
+"""One-pass decoders of a whole push, by the channel name at its start."""
 
 decode_frame = msgspec.json.Decoder(Frame).decode
 decode_books = msgspec.json.Decoder(list[BookData]).decode

@@ -991,3 +991,33 @@ def depth_event(first: int, last: int, levels: list[tuple[bool, str, str]]) -> b
     bids = json.dumps([[p, s] for is_bid, p, s in levels if is_bid])
     asks = json.dumps([[p, s] for is_bid, p, s in levels if not is_bid])
     return depth(first, last, bids=bids, asks=asks)
+
+
+# -- the one-pass decode of a known stream gives what the general path gives -------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "payload"),
+    [
+        ("bnbusdt@bookTicker", BOOK_TICKER),
+        ("bnbbtc@trade", TRADE),
+        ("bnbbtc@kline_1m", KLINE),
+    ],
+)
+def test_a_known_stream_decodes_the_same_on_the_one_pass_path(stream: str, payload: bytes) -> None:
+    session = make_session()
+    frame = combined(stream, payload)
+    # The first frame of a stream resolves its name on the general path; later ones are decoded
+    # whole by the stream's own decoder. A reordered frame always takes the general path.
+    reordered = b'{"data":' + payload + b',"stream":"' + stream.encode() + b'"}'
+    first, second, third = (feed(session, f) for f in (frame, frame, reordered))
+    assert first == second == third
+    assert len(first) == 1
+    assert session.stats.ignored == 0
+
+
+def test_a_known_stream_with_a_payload_of_the_wrong_shape_is_a_frame_error() -> None:
+    session = make_session()
+    feed(session, combined("bnbbtc@trade", TRADE))
+    with pytest.raises(FRAME_ERRORS):
+        feed(session, combined("bnbbtc@trade", b'{"e":"trade","p":1}'))

@@ -1024,3 +1024,34 @@ def test_books_follow_a_checksummed_stream_exactly(seed: int, rounds: int, depth
     assert last.bids == sorted(bids.items(), key=lambda kv: -float(kv[0]))[:depth]
     assert last.asks == sorted(asks.items(), key=lambda kv: float(kv[0]))[:depth]
     assert last.sequence == rounds + 1
+
+
+# -- compact frames (as OKX sends them) take the one-pass decode; the result is the same -------
+
+
+def compact(frame: bytes) -> bytes:
+    return json.dumps(json.loads(frame), separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [BBO_TBT],
+        [TRADES],
+        [CANDLE_1M],
+        [BOOKS_ACK, BOOK_SNAPSHOT_0, update(124, 123, bids=[["8476.97", "0"]])],
+        [BOOKS_ACK, BOOK_SNAPSHOT_0, update(200, 190)],  # a gap: invalid, resubscribe
+        [TICKERS],  # a channel the session does not take: ignored on both paths
+    ],
+)
+def test_compact_pushes_give_the_same_events_as_spaced_ones(frames: list[bytes]) -> None:
+    spaced, tight = make_session(), make_session()
+    assert compact(frames[-1]).startswith(b'{"arg":{"channel":"')
+    assert feed(tight, *map(compact, frames)) == feed(spaced, *frames)
+    assert tight.stats == spaced.stats
+    assert sent(tight) == sent(spaced)
+
+
+def test_a_compact_push_of_the_wrong_shape_is_still_a_frame_error() -> None:
+    with pytest.raises(FRAME_ERRORS):
+        feed(make_session(), b'{"arg":{"channel":"books","instId":"BTC-USDT"},"data":[{"asks":1}]}')
