@@ -22,16 +22,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
+import msgspec
+
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
 from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
+    PUSH_PREFIX,
+    BookPush,
     Envelope,
+    KlinesPush,
     Ping,
+    Push,
     Request,
+    TradesPush,
     decode_book,
     decode_envelope,
     decode_klines,
+    decode_push,
     decode_trades,
     encode,
 )
@@ -180,6 +188,18 @@ class BybitSession(ExchangeSession):
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises ``msgspec.DecodeError`` (a ``ValidationError``) on garbage."""
         self.stats.frames += 1
+        if data.startswith(PUSH_PREFIX):
+            # The common case, a data push of a known topic (read off the bytes): the whole
+            # frame is decoded once, typed by the channel the topic routes to.
+            route = self._routes.get(data[10 : data.find(b'"', 10)].decode("ascii", "replace"))
+            if route is not None:
+                try:
+                    push = decode_push[route.channel].decode(data)
+                except msgspec.ValidationError:
+                    push = None  # not this shape after all: the general path explains why
+                if push is not None:
+                    self._on_push(push, route, received_ns, out)
+                    return
         env = decode_envelope(data)
         topic = env.topic
         if topic is not None:
@@ -187,17 +207,15 @@ class BybitSession(ExchangeSession):
             if route is None:
                 self.stats.ignored += 1
                 return
-            ts = env.ts
-            timestamp = ts if ts is not None else received_ns // 1_000_000
-            channel = route.channel
-            if channel == "book":
-                self._on_book(env, route, received_ns, out)
-            elif channel == "price":
-                self._on_price(env, route, timestamp, received_ns, out)
+            kind, ts, channel = env.type, env.ts, route.channel
+            general: Push
+            if channel in ("book", "price"):
+                general = BookPush(topic=topic, type=kind, ts=ts, data=decode_book(env.data))
             elif channel == "trades":
-                self._on_trades(env, route, received_ns, out)
+                general = TradesPush(topic=topic, type=kind, ts=ts, data=decode_trades(env.data))
             else:
-                self._on_klines(env, route, timestamp, received_ns, out)
+                general = KlinesPush(topic=topic, type=kind, ts=ts, data=decode_klines(env.data))
+            self._on_push(general, route, received_ns, out)
             return
         op = env.op or env.ret_msg
         if env.success is False:
@@ -303,15 +321,28 @@ class BybitSession(ExchangeSession):
         route = self._routes[topic] = _Route(topic, channel, symbol, depth)
         return route
 
+    def _on_push(self, push: Push, route: _Route, received_ns: int, out: list[Event]) -> None:
+        ts = push.ts
+        timestamp = ts if ts is not None else received_ns // 1_000_000
+        if isinstance(push, BookPush):
+            if route.channel == "book":
+                self._on_book(push, route, received_ns, out)
+            else:
+                self._on_price(push, route, timestamp, received_ns, out)
+        elif isinstance(push, TradesPush):
+            self._on_trades(push, route, received_ns, out)
+        elif isinstance(push, KlinesPush):
+            self._on_klines(push, route, timestamp, received_ns, out)
+
     def _on_price(
-        self, env: Envelope, route: _Route, timestamp: int, received_ns: int, out: list[Event]
+        self, env: BookPush, route: _Route, timestamp: int, received_ns: int, out: list[Event]
     ) -> None:
         """``orderbook.1``: snapshot-only on spot (re-pushed every 3 s with the same ``u``).
 
         A delta, should one come, is applied to the one-level book. A one-sided or crossed
         top of book is not published (no ``Quote`` can say it); the next push replaces it.
         """
-        data = decode_book(env.data)
+        data = env.data
         book = route.book
         if env.type == "delta" and data.u != 1:
             book.apply(data.b, data.a, data.u)
@@ -340,8 +371,10 @@ class BybitSession(ExchangeSession):
             )
         )
 
-    def _on_trades(self, env: Envelope, route: _Route, received_ns: int, out: list[Event]) -> None:
-        for t in decode_trades(env.data):
+    def _on_trades(
+        self, env: TradesPush, route: _Route, received_ns: int, out: list[Event]
+    ) -> None:
+        for t in env.data:
             trade_id = t.id if isinstance(t.id, str) else str(t.id)
             side = t.side
             out.append(
@@ -361,9 +394,9 @@ class BybitSession(ExchangeSession):
             )
 
     def _on_klines(
-        self, env: Envelope, route: _Route, timestamp: int, received_ns: int, out: list[Event]
+        self, env: KlinesPush, route: _Route, timestamp: int, received_ns: int, out: list[Event]
     ) -> None:
-        for k in decode_klines(env.data):
+        for k in env.data:
             stated = k.timestamp if k.timestamp is not None else env.ts
             out.append(
                 Candle(
@@ -383,8 +416,8 @@ class BybitSession(ExchangeSession):
                 )
             )
 
-    def _on_book(self, env: Envelope, route: _Route, received_ns: int, out: list[Event]) -> None:
-        data = decode_book(env.data)
+    def _on_book(self, env: BookPush, route: _Route, received_ns: int, out: list[Event]) -> None:
+        data = env.data
         u = data.u
         book = route.book
         kind = env.type

@@ -127,6 +127,37 @@ class InstrumentsDocument(msgspec.Struct, rename="camel"):
     result: InstrumentsResult | None = None
 
 
+class Push(msgspec.Struct, kw_only=True):
+    """A data push decoded whole, ``data`` typed by its topic (subclasses below)."""
+
+    topic: str = ""
+    type: str | None = None
+    ts: int | None = None
+
+
+class BookPush(Push, kw_only=True):
+    data: BookData
+
+
+class TradesPush(Push, kw_only=True):
+    data: list[TradeData]
+
+
+class KlinesPush(Push, kw_only=True):
+    data: list[KlineData]
+
+
+PUSH_PREFIX: Final = b'{"topic":"'
+"""How Bybit begins every data push; the topic follows, up to a quote."""
+
+decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
+    "book": msgspec.json.Decoder(BookPush),
+    "price": msgspec.json.Decoder(BookPush),
+    "trades": msgspec.json.Decoder(TradesPush),
+    "candles": msgspec.json.Decoder(KlinesPush),
+}
+"""One-pass decoders of a whole push, by the channel its (known) topic routes to."""
+
 decode_envelope: Final = msgspec.json.Decoder(Envelope).decode
 decode_book: Final = msgspec.json.Decoder(BookData).decode
 decode_trades: Final = msgspec.json.Decoder(list[TradeData]).decode

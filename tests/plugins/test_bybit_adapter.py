@@ -753,3 +753,38 @@ def test_chained_deltas_track_a_model_book(
     best_asks = sorted(asks.items(), key=lambda kv: float(kv[0]))[:depth]
     assert last.bids == best_bids
     assert last.asks == best_asks
+
+
+# -- compact pushes of known topics take the one-pass decode; the result is the same -----------
+
+
+def compact(frame: bytes) -> bytes:
+    return json.dumps(json.loads(frame), separators=(",", ":")).encode()
+
+
+def spaced(frame: bytes) -> bytes:
+    return json.dumps(json.loads(frame)).encode()
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [TRADE],
+        [KLINE_1],
+        [TOP],
+        [SNAPSHOT, DELTA],
+        [SNAPSHOT, DELTA, DELTA],  # a gap on the second delta: invalid, resubscribe
+        [TICKER],  # a topic the session does not take: ignored on both paths
+    ],
+)
+def test_compact_pushes_give_the_same_events_as_spaced_ones(frames: list[bytes]) -> None:
+    tight, loose = make_session(), make_session()
+    assert compact(frames[-1]).startswith(b'{"topic":"')
+    assert feed(tight, *map(compact, frames)) == feed(loose, *map(spaced, frames))
+    assert tight.stats == loose.stats
+    assert tight.take_frames() == loose.take_frames()
+
+
+def test_a_compact_push_of_the_wrong_shape_is_still_a_frame_error() -> None:
+    with pytest.raises(FRAME_ERRORS):
+        feed(make_session(), b'{"topic":"orderbook.50.BTCUSDT","type":"delta","data":{"b":1}}')
