@@ -5,6 +5,10 @@ Every long-running component is started with ``nursery.start`` and reports ready
 injected so tests and ``arbd demo`` run the same code against fakes. Cancelling the nursery is the
 shutdown: connections close with code 1000 inside shielded, time-bounded cleanup.
 
+The arbitrage engine (``arbd.arbitrage``) is a hub processor; its tick task re-checks open
+opportunities every ``arbitrage.tick_interval`` on the same clock the feeds stamp receive times
+with, and closes them with reason ``shutdown`` when the daemon stops.
+
 Components still to arrive take their place here: the local WebSocket server, the control socket
 and the metrics endpoint each become one more ``await nursery.start(...)``.
 """
@@ -14,11 +18,12 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 import trio
 
+from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.config import Config, ExchangeConfig
 from arbd.errors import ConfigError
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
@@ -37,9 +42,13 @@ SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def build_adapter(
-    exchange_id: str, settings: ExchangeConfig, registry: PluginRegistry
+    exchange_id: str,
+    settings: ExchangeConfig,
+    registry: PluginRegistry,
+    extra_symbols: Sequence[str] = (),
 ) -> ExchangeAdapter:
-    """Instantiate the configured adapter; unknown exchange ids are a ConfigError."""
+    """Instantiate the configured adapter; unknown exchange ids are a ConfigError.
+    ``extra_symbols`` are subscribed as well (conversion markets of the arbitrage engine)."""
     cls = registry.exchanges.get(exchange_id)
     if cls is None:
         installed = ", ".join(sorted(registry.exchanges)) or "none"
@@ -50,6 +59,7 @@ def build_adapter(
     spec = cls.spec
     channels = tuple(c for c in settings.channels if c in spec.channels)
     symbols = tuple(settings.symbols or spec.default_symbols)
+    symbols += tuple(s for s in extra_symbols if s not in symbols)
     return cls(
         AdapterSettings(
             ws_url=settings.ws_url or spec.ws_url,
@@ -72,21 +82,37 @@ class Daemon:
         opener: Opener | None = None,
         rest_transport: httpx.AsyncBaseTransport | None = None,
         recorder: Recorder | None = None,
+        recorders: Mapping[str, Recorder] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """``recorder`` records every exchange; ``recorders`` one exchange each (by id), for
+        one capture file per exchange as ``arbd replay`` reads them."""
         self.config = config
         self.registry = registry
         self.hub = Hub()
         self.opener = opener or make_tcp_opener()
         self.rest_transport = rest_transport
         self.recorder = recorder
+        self.recorders = dict(recorders or {})
         self.rng = rng
         self.feeds: list[ExchangeFeed] = []
+        extra = conversion_symbols(config)
         self.adapters = {
-            exchange_id: build_adapter(exchange_id, settings, registry)
+            exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
             for exchange_id, settings in sorted(config.exchanges.items())
             if settings.enabled
         }
+        self.engine: ArbitrageEngine | None = None
+        if config.arbitrage.enabled:
+            fees = taker_fees((a.spec for a in self.adapters.values()), config.exchanges)
+            self.engine = ArbitrageEngine(config.arbitrage, fees, self.lot_size)
+            self.hub.add_processor(self.engine)
+
+    def lot_size(self, exchange: str, symbol: str) -> str | None:
+        """The lot size of a market once its exchange's instruments are loaded, else None."""
+        adapter = self.adapters.get(exchange)
+        instrument = adapter.instruments.get(symbol) if adapter is not None else None
+        return instrument.lot_size if instrument is not None else None
 
     def publish(self, events: Sequence[Event]) -> None:
         self.hub.publish(events)
@@ -116,12 +142,14 @@ class Daemon:
                     rest=rest,
                     stale_after=ex.stale_after or config.feed.stale_after,
                     rotate_after=rotate_after or None,
-                    recorder=self.recorder,
+                    recorder=self.recorders.get(exchange_id, self.recorder),
                     rng=self.rng,
                 )
                 self.feeds.append(ExchangeFeed(ctx))
             async with trio.open_nursery() as nursery:
                 await nursery.start(run_feeds, self.feeds)
+                if self.engine is not None:
+                    await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
                 log.info(
                     "arbd started: %d exchange(s): %s",
                     len(self.adapters),
@@ -132,6 +160,44 @@ class Daemon:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                 for rest in rest_clients:
                     await rest.aclose()
+
+    async def _run_arbitrage_ticks(
+        self,
+        engine: ArbitrageEngine,
+        clock: TrioClock,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Let time pass for the engine even when no data arrives (a leg that stops updating
+        must close its opportunities), and close everything when the daemon stops."""
+        interval = self.config.arbitrage.tick_interval
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(interval)
+                self.publish(engine.tick(clock.wall_ns()))
+        finally:
+            # Synchronous: subscribers get the closes even while everything is being cancelled.
+            self.publish(engine.close_all("shutdown"))
+
+
+def conversion_symbols(config: Config) -> dict[str, list[str]]:
+    """Exchange id -> the conversion markets it must subscribe for ``conversion = "live"``.
+
+    A conversion market on an exchange that is not configured and enabled is a ConfigError."""
+    arb = config.arbitrage
+    if not arb.enabled or arb.conversion != "live":
+        return {}
+    symbols: dict[str, list[str]] = {}
+    for i, market in enumerate(arb.conversion_markets):
+        exchange_id, _, symbol = market.partition(":")
+        section = config.exchanges.get(exchange_id)
+        if section is None or not section.enabled:
+            raise ConfigError(
+                f"{market!r}: exchange {exchange_id!r} is not configured and enabled",
+                key=f"arbitrage.conversion_markets[{i}]",
+            )
+        symbols.setdefault(exchange_id, []).append(symbol)
+    return symbols
 
 
 async def run_until_signal(daemon: Daemon) -> None:

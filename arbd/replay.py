@@ -25,6 +25,12 @@ Then every capture's records are merged by ``ts`` (``arbd.capture.merge``) and r
   live driver delivered it. No such record: :class:`arbd.errors.CaptureError` naming the URL.
 - ``disconnect``: the session is dropped. ``send`` records are not replayed.
 
+Unless ``[arbitrage] enabled = false``, the arbitrage engine runs on the hub as in the daemon
+(fees from the configuration or the adapters, lot sizes from the recorded instrument lists).
+Its clock is the capture's: each record's ``ts`` first drives ``engine.tick`` (at most once per
+``arbitrage.tick_interval`` of capture time, like the daemon's tick task), and after the last
+record every opportunity still open is closed with reason ``shutdown``.
+
 A frame the adapter cannot parse (the errors the live driver counts and skips) is reported as one
 line ``file:line: cannot parse frame: <reason>`` and skipped, as is a damaged capture line
 (``file:line: bad record: ...``); both are counted in the returned :class:`ReplayStats`.
@@ -41,6 +47,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.capture import (
     Connect,
     Disconnect,
@@ -244,9 +251,10 @@ def replay(
 ) -> ReplayStats:
     """Replay ``paths`` (merged by time) and write every published event to ``out``.
 
-    ``hub`` lets the caller add processors (the arbitrage engine) first; ``err`` receives the
-    one-line reports of skipped frames and records (default ``sys.stderr``). Raises
-    :class:`CaptureError` for an unreadable capture or an unanswerable request.
+    ``hub`` lets the caller add processors first (they run before the arbitrage engine, which
+    is added to it); ``err`` receives the one-line reports of skipped frames and records
+    (default ``sys.stderr``). Raises :class:`CaptureError` for an unreadable capture or an
+    unanswerable request.
     """
     errors = sys.stderr if err is None else err
     hub = Hub() if hub is None else hub
@@ -256,6 +264,11 @@ def replay(
     stats = ReplayStats()
     captures = [_build_adapter(i, str(p), registry, config) for i, p in enumerate(paths)]
     opened: list[ExchangeSession] = []
+    engine = _arbitrage_engine(captures, config)
+    if engine is not None:
+        hub.add_processor(engine)
+    tick_ns = round((config or Config()).arbitrage.tick_interval * 1e9)
+    next_tick = 0
 
     def report(path: str, line: int, problem: str) -> None:
         stats.bad_records += 1
@@ -284,6 +297,9 @@ def replay(
         capture = captures[item.file]
         record = item.record
         ts_ns = nanoseconds(record.ts)
+        if engine is not None and ts_ns >= next_tick:
+            publish(engine.tick(ts_ns))
+            next_tick = ts_ns + tick_ns
         if isinstance(record, Connect):
             subs = tuple(Subscription(channel, symbol) for channel, symbol in record.subs or ())
             plan = ConnectionPlan(url=record.url, subscriptions=subs)
@@ -330,10 +346,28 @@ def replay(
             after(capture, conn, target, item)
         elif isinstance(record, Disconnect):
             capture.sessions.pop(record.conn, None)
+    if engine is not None:
+        publish(engine.close_all("shutdown"))
     hub.unsubscribe(sink)
     stats.events = writer.lines
     stats.sessions = sum_stats(s.stats for s in opened)
     return stats
+
+
+def _arbitrage_engine(captures: list[_Capture], config: Config | None) -> ArbitrageEngine | None:
+    """The engine as the daemon would build it for these captures' exchanges."""
+    config = config or Config()
+    if not config.arbitrage.enabled:
+        return None
+    adapters = {c.adapter.spec.id: c.adapter for c in captures}
+    fees = taker_fees((a.spec for a in adapters.values()), config.exchanges)
+
+    def lot_size(exchange: str, symbol: str) -> str | None:
+        adapter = adapters.get(exchange)
+        instrument = adapter.instruments.get(symbol) if adapter is not None else None
+        return instrument.lot_size if instrument is not None else None
+
+    return ArbitrageEngine(config.arbitrage, fees, lot_size)
 
 
 def sum_stats(items: Iterable[SessionStats]) -> SessionStats:

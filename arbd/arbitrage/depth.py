@@ -33,33 +33,60 @@ _LOT_EPSILON = 1e-9
 
 class Levels:
     """One side of a book, best first, parsed lazily. Levels that do not parse or have a size
-    of zero or less are skipped."""
+    of zero or less are skipped.
 
-    __slots__ = ("_next", "_text", "prices", "sizes")
+    ``top``: a newer best level than the book's (a ``price`` quote that arrived after the last
+    book event). It is walked first, and the book's levels at or better than it are dropped:
+    they have traded or been pulled since the book was published. ``asks`` says which way is
+    worse (up for asks, down for bids).
+    """
 
-    def __init__(self, levels: Sequence[Level]) -> None:
+    __slots__ = ("_asks", "_limit", "_next", "_text", "_top", "prices", "sizes")
+
+    def __init__(
+        self, levels: Sequence[Level], top: Level | None = None, asks: bool = True
+    ) -> None:
         self._text = levels
         self._next = 0
+        self._top = top
+        self._asks = asks
+        self._limit: float | None = None
         self.prices: list[float] = []
         self.sizes: list[float] = []
 
     def has(self, i: int) -> bool:
         """Whether level ``i`` exists (parsing up to it)."""
-        prices, sizes, text = self.prices, self.sizes, self._text
+        prices, text = self.prices, self._text
+        if self._top is not None:
+            top, self._top = self._top, None
+            self._add(*top)
+            self._limit = prices[0] if prices else None
+        limit = self._limit
         while len(prices) <= i:
             n = self._next
             if n >= len(text):
                 return False
             self._next = n + 1
             price, size = text[n]
+            if limit is None:
+                self._add(price, size)
+                continue
             try:
-                p, s = float(price), float(size)
+                worse = float(price) > limit if self._asks else float(price) < limit
             except ValueError:
                 continue
-            if p > 0 and s > 0 and math.isfinite(p) and math.isfinite(s):
-                prices.append(p)
-                sizes.append(s)
+            if worse:
+                self._add(price, size)
         return True
+
+    def _add(self, price: str, size: str) -> None:
+        try:
+            p, s = float(price), float(size)
+        except ValueError:
+            return
+        if p > 0 and s > 0 and math.isfinite(p) and math.isfinite(s):
+            self.prices.append(p)
+            self.sizes.append(s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,11 +142,13 @@ def compared_symbol(opp: Opportunity, reference: str) -> str:
 
 
 def _side(leg: Leg, horizon_ns: int, buy: bool) -> tuple[Levels, bool]:
-    """The levels to walk for a leg: its book when one is fresh, else its top of book."""
+    """The levels to walk for a leg: its book when one is fresh (behind the newer top of book
+    of a later quote, if one came), else its top of book alone."""
+    top = (leg.ask_text, leg.ask_size) if buy else (leg.bid_text, leg.bid_size)
     if leg.book is not None and leg.book_ns >= horizon_ns:
         bids, asks = leg.book
-        return Levels(asks if buy else bids), True
-    top = (leg.ask_text, leg.ask_size) if buy else (leg.bid_text, leg.bid_size)
+        newer = top if leg.received_ns > leg.book_ns else None
+        return Levels(asks if buy else bids, newer, asks=buy), True
     return Levels([top]), False
 
 

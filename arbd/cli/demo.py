@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Final
 
 import click
 import msgspec
 import trio
 
+from arbd.capture import CaptureWriter
 from arbd.cli.common import load_registry, one_line_errors
 from arbd.cli.daemon_cmds import load_optional_config
 from arbd.config import Config, ExchangeConfig
 from arbd.daemon import Daemon, run_until_signal
-from arbd.hub import HubSubscriber
+from arbd.hub import Filter, HubSubscriber
 from arbd.logs import setup_logging
-from arbd.model import FeedStatus, Quote
+from arbd.model import Arbitrage, FeedStatus, Quote
 from arbd.plugins import PluginRegistry
 from arbd.testing.fake import FakeExchangeServer, run_fakes
 from arbd.testing.market import MarketSimulator
@@ -65,6 +68,24 @@ class DemoReport:
         return lines
 
 
+def describe_opportunity(event: Arbitrage) -> str:
+    """One line per opportunity event, for the demo's output."""
+    pair = (
+        f"{event.symbol:<9} buy {event.buy_exchange} {event.buy_price}  "
+        f"sell {event.sell_exchange} {event.sell_price}"
+    )
+    if event.event == "close":
+        return (
+            f"arbitrage close  {pair}  after {event.duration_ms / 1000:.1f} s, "
+            f"peak {event.peak_net_spread_pct:+.3f} %, reason {event.close_reason}"
+        )
+    return (
+        f"arbitrage {event.event:<6} {pair}  net {event.net_spread_pct:+.3f} % "
+        f"(gross {event.gross_spread_pct:+.3f} %), {event.quantity:g} for "
+        f"{event.profit:+.2f} {event.currency} ({event.size_source})"
+    )
+
+
 # How each built-in fake's prices sit against the shared mid (bps) and how late they follow it
 # (seconds): small standing differences, so that the fakes' own dislocations now and then open
 # a real cross-exchange spread. Fakes of other plugins get (0, 0).
@@ -110,17 +131,32 @@ def create_fakes(
     return fakes
 
 
-async def _run_demo(registry: PluginRegistry, config: Config, duration: float | None) -> None:
+async def _run_demo(
+    registry: PluginRegistry,
+    config: Config,
+    duration: float | None,
+    writers: dict[str, CaptureWriter],
+) -> None:
     fakes = create_fakes(registry, demo_exchanges(registry, config))
     if not fakes:
         click.echo("arbd demo: no installed plugin provides a fake exchange", err=True)
         return
+    await _serve_demo(registry, config, fakes, writers, duration)
+
+
+async def _serve_demo(
+    registry: PluginRegistry,
+    config: Config,
+    fakes: dict[str, FakeExchangeServer],
+    writers: dict[str, CaptureWriter],
+    duration: float | None,
+) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(run_fakes, list(fakes.values()))
         for exchange_id, fake in fakes.items():
             click.echo(f"fake {exchange_id:<10} ws {fake.adapter_ws_url()}  rest {fake.rest_url}")
             nursery.start_soon(fake.simulate)
-        daemon = Daemon(demo_config(config, registry, fakes), registry)
+        daemon = Daemon(demo_config(config, registry, fakes), registry, recorders=writers)
         report = DemoReport(daemon.hub.subscribe(capacity=100_000, policy="drop_oldest"))
         click.echo("daemon starting; Ctrl-C stops it")
 
@@ -132,18 +168,63 @@ async def _run_demo(registry: PluginRegistry, config: Config, duration: float | 
                     click.echo(text)
 
         nursery.start_soon(print_reports)
+        opportunities = daemon.hub.subscribe(
+            Filter(channels=frozenset({"arbitrage"})), capacity=10_000, policy="drop_oldest"
+        )
+
+        async def print_opportunities() -> None:
+            while True:
+                await trio.sleep(0.25)
+                for event in opportunities.drain():
+                    assert isinstance(event, Arbitrage)
+                    click.echo(describe_opportunity(event))
+
+        nursery.start_soon(print_opportunities)
+
+        async def flush_captures() -> None:
+            while True:
+                await trio.sleep(1.0)
+                for writer in writers.values():
+                    writer.flush()
+
+        if writers:
+            nursery.start_soon(flush_captures)
         with trio.move_on_after(duration if duration else float("inf")):
             await run_until_signal(daemon)
         nursery.cancel_scope.cancel()
+    # The closes published as the daemon stopped.
+    for event in opportunities.drain():
+        assert isinstance(event, Arbitrage)
+        click.echo(describe_opportunity(event))
 
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML overrides.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-def demo(config_path: str | None, duration: float | None) -> None:
-    """Start every installed fake exchange and the daemon against them, fully offline."""
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False),
+    help="Also write one capture per exchange (EXCHANGE.jsonl.gz) into this directory.",
+)
+def demo(config_path: str | None, duration: float | None, record_dir: str | None) -> None:
+    """Start every installed fake exchange and the daemon against them, fully offline.
+
+    Arbitrage opportunities the simulated dislocations open are printed as they open and close.
+    """
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry()
         setup_logging(config.logging.level)
-        trio.run(_run_demo, registry, config, duration)
+        with ExitStack() as stack:
+            writers: dict[str, CaptureWriter] = {}
+            if record_dir:
+                record = Path(record_dir)
+                record.mkdir(parents=True, exist_ok=True)
+                for exchange_id in demo_exchanges(registry, config):
+                    path = record / f"{exchange_id}.jsonl.gz"
+                    writers[exchange_id] = stack.enter_context(CaptureWriter(path, exchange_id))
+            trio.run(_run_demo, registry, config, duration, writers)
+        if writers:
+            names = " ".join(str(w.path) for w in writers.values())
+            click.echo(f"recorded; replay with: arbd replay {names}")
