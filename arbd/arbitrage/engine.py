@@ -210,7 +210,8 @@ class ArbitrageEngine:
             if opp.buy.group is None or opp.buy.group is not opp.sell.group:
                 self._end(opp, "config", out)
             else:
-                self._revisit(opp, False, out)
+                # Below the new close threshold: closed by the new configuration.
+                self._revisit(opp, False, out, spread_reason="config")
         return out
 
     def _converter(self, quote: str) -> Converter:
@@ -414,7 +415,9 @@ class ArbitrageEngine:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def _revisit(self, opp: Opportunity, counted: bool, out: list[Event]) -> None:
+    def _revisit(
+        self, opp: Opportunity, counted: bool, out: list[Event], spread_reason: str = "spread"
+    ) -> None:
         """Re-judge ``opp`` on its own legs now; ``counted``: one of them just updated."""
         horizon = self.now_ns - self._max_age_ns
         buy, sell = opp.buy, opp.sell
@@ -450,7 +453,7 @@ class ArbitrageEngine:
             self.updated += 1
             self._emit(opp, "update", out)
         else:
-            self._end(opp, "spread", out)
+            self._end(opp, spread_reason, out)
 
     def _end(self, opp: Opportunity, reason: str, out: list[Event]) -> None:
         """Close ``opp`` if it is open (publishing why), else just stop tracking it."""
@@ -527,3 +530,13 @@ class ArbitrageEngine:
 
     def open_opportunities(self) -> list[Opportunity]:
         return [opp for opp in self._opps.values() if opp.is_open]
+
+    def best(self, symbol: str) -> tuple[str, str, float] | None:
+        """(buy exchange, sell exchange, net spread %) of the best usable pair right now in the
+        quote group of ``symbol`` (``BTC/USDT``), whatever the thresholds; ``None`` if fewer
+        than two exchanges are usable."""
+        group = self._groups.get(self._quote_groups.group_key(symbol))
+        if group is None:
+            return None
+        best, _ = self._best_live(group) if group.live else self._best(group)
+        return None if best is None else (best[0].exchange, best[1].exchange, best[2])
