@@ -201,10 +201,10 @@ def test_a_spread_between_the_thresholds_never_flaps(spreads):
     run = Run(config, {"a": 0.0, "b": 0.0, "c": 0.0})
     run.feed(quote("a", "99.00", "100.00", 0), quote("b", "100.50", "101.00", 1))  # +0.5 %
     assert run.steps() == [("open", "a", "b", None)]
-    for i, bps in enumerate(spreads):
+    for i, tenths in enumerate(spreads):  # tenths of a basis point: 0.051 % .. 0.088 %
         # a -> b between the thresholds, and c -> b (a new pair, one bp better, so the best
         # one) between them too.
-        bid = 100.00 * (1 + bps / 10_000)
+        bid = 100.00 * (1 + tenths / 100_000)
         run.feed(quote("b", f"{bid:.4f}", "101.00", 2 + 2 * i))
         run.feed(quote("c", "99.00", "99.99", 3 + 2 * i))
     assert [e.event for e in run.events if e.event != "update"] == ["open"]
