@@ -20,6 +20,7 @@ a time and only as far as a walk reaches, so a 5000-level book costs what the wa
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -41,52 +42,102 @@ class Levels:
     worse (up for asks, down for bids).
     """
 
-    __slots__ = ("_asks", "_limit", "_next", "_text", "_top", "prices", "sizes")
+    __slots__ = (
+        "_asks",
+        "_limit",
+        "_next",
+        "_text",
+        "cum_sizes",
+        "cum_values",
+        "prices",
+        "sizes",
+    )
 
     def __init__(
         self, levels: Sequence[Level], top: Level | None = None, asks: bool = True
     ) -> None:
         self._text = levels
         self._next = 0
-        self._top = top
         self._asks = asks
         self._limit: float | None = None
         self.prices: list[float] = []
         self.sizes: list[float] = []
+        # Prefix sums (size, price * size) up to each parsed level: fills and profits at any
+        # quantity are then a bisect, not a walk (an event needs several of them).
+        self.cum_sizes: list[float] = []
+        self.cum_values: list[float] = []
+        if top is not None:
+            self._text = [top]
+            self._more()
+            self._limit = self.prices[0] if self.prices else None
+            self._text, self._next = levels, 0
 
     def has(self, i: int) -> bool:
         """Whether level ``i`` exists (parsing up to it)."""
-        prices, text = self.prices, self._text
-        if self._top is not None:
-            top, self._top = self._top, None
-            self._add(*top)
-            self._limit = prices[0] if prices else None
-        limit = self._limit
-        while len(prices) <= i:
-            n = self._next
-            if n >= len(text):
+        while len(self.prices) <= i:
+            if not self._more():
                 return False
-            self._next = n + 1
-            price, size = text[n]
-            if limit is None:
-                self._add(price, size)
-                continue
-            try:
-                worse = float(price) > limit if self._asks else float(price) < limit
-            except ValueError:
-                continue
-            if worse:
-                self._add(price, size)
         return True
 
-    def _add(self, price: str, size: str) -> None:
-        try:
-            p, s = float(price), float(size)
-        except ValueError:
-            return
-        if p > 0 and s > 0 and math.isfinite(p) and math.isfinite(s):
-            self.prices.append(p)
-            self.sizes.append(s)
+    def _more(self) -> bool:
+        """Parse more usable levels (a chunk that doubles each time, so a long book costs what
+        the walks reach and a short one is parsed in one tight loop); False at the end."""
+        text, limit, asks = self._text, self._limit, self._asks
+        prices, sizes = self.prices, self.sizes
+        cum_sizes, cum_values = self.cum_sizes, self.cum_values
+        total_size = cum_sizes[-1] if cum_sizes else 0.0
+        total_value = cum_values[-1] if cum_values else 0.0
+        count = len(prices)
+        while len(prices) == count:
+            start = self._next
+            if start >= len(text):
+                return False
+            end = min(len(text), start + max(8, count))
+            self._next = end
+            for price, size in text[start:end]:
+                try:
+                    p, q = float(price), float(size)
+                except ValueError:
+                    continue
+                # 0 < p is False for NaN; the upper bounds drop infinities.
+                if not (0 < p < math.inf and 0 < q < math.inf):
+                    continue
+                if limit is not None and (p <= limit if asks else p >= limit):
+                    continue  # at or better than a newer top of book: gone
+                prices.append(p)
+                sizes.append(q)
+                total_size += q
+                total_value += p * q
+                cum_sizes.append(total_size)
+                cum_values.append(total_value)
+        return True
+
+    def value_of(self, quantity: float) -> float | None:
+        """Sum of price * size over the first ``quantity`` units; ``None`` if too thin."""
+        cum = self.cum_sizes
+        while not cum or cum[-1] < quantity:
+            if not self._more():
+                # Float sums may leave a crumb of the last level: that is not "too thin".
+                if cum and quantity - cum[-1] <= quantity * 1e-12:
+                    return self.cum_values[-1]
+                return None if quantity > 0 else 0.0
+        i = bisect_left(cum, quantity)
+        before_size = cum[i - 1] if i else 0.0
+        before_value = self.cum_values[i - 1] if i else 0.0
+        return before_value + (quantity - before_size) * self.prices[i]
+
+    def quantity_for(self, notional: float) -> float | None:
+        """The quantity whose sum of price * size is ``notional``; ``None`` if too thin."""
+        cum = self.cum_values
+        while not cum or cum[-1] < notional:
+            if not self._more():
+                if cum and notional - cum[-1] <= notional * 1e-12:
+                    return self.cum_sizes[-1]
+                return None if notional > 0 else 0.0
+        i = bisect_left(cum, notional)
+        before_size = self.cum_sizes[i - 1] if i else 0.0
+        before_value = cum[i - 1] if i else 0.0
+        return before_size + (notional - before_value) / self.prices[i]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,48 +247,26 @@ def max_quantity(
         bid_left -= take
         if ask_left <= 0:
             i += 1
-            if not asks.has(i):
+            if i >= len(asks.prices) and not asks.has(i):
                 break
             ask_left = asks.sizes[i]
         if bid_left <= 0:
             j += 1
-            if not bids.has(j):
+            if j >= len(bids.prices) and not bids.has(j):
                 break
             bid_left = bids.sizes[j]
     return quantity
 
 
 def value_of(levels: Levels, quantity: float) -> float | None:
-    """Σ price * size over the first ``quantity`` units; ``None`` if the side is too thin."""
-    value = 0.0
-    left = quantity
-    i = 0
-    while left > 0:
-        if not levels.has(i):
-            # Float sums may leave a crumb of the last level: that is not "too thin".
-            return value if left <= quantity * 1e-12 else None
-        take = min(left, levels.sizes[i])
-        value += levels.prices[i] * take
-        left -= take
-        i += 1
-    return value
+    """Sum of price * size over the first ``quantity`` units; ``None`` if the side is too thin."""
+    return levels.value_of(quantity)
 
 
 def quantity_for(levels: Levels, notional: float) -> float | None:
-    """The quantity whose Σ price * size is ``notional``; ``None`` if the side is too thin."""
-    quantity = 0.0
-    left = notional
-    i = 0
-    while left > 0:
-        if not levels.has(i):
-            return quantity if left <= notional * 1e-12 else None
-        price, size = levels.prices[i], levels.sizes[i]
-        if price * size >= left:
-            return quantity + left / price
-        quantity += size
-        left -= price * size
-        i += 1
-    return quantity
+    """The quantity whose sum of price * size is ``notional``; ``None`` if the side is too
+    thin."""
+    return levels.quantity_for(notional)
 
 
 def fill(asks: Levels, bids: Levels, terms: PairTerms, quantity: float) -> Fill | None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from arbd.arbitrage.conversion import Converter, QuoteGroups, pair_conversion, stale_conversion
 from arbd.arbitrage.fees import gross_spread_pct, net_spread_pct
@@ -55,9 +55,6 @@ LotLookup = Callable[[str, str], "str | None"]
 
 Pair = tuple[Leg, Leg, float]
 """(buy leg, sell leg, net spread %)"""
-
-_NEVER: Final = object()
-
 
 def _no_lots(exchange: str, symbol: str) -> str | None:
     return None
@@ -143,7 +140,7 @@ class ArbitrageEngine:
     ) -> None:
         self._fees = dict(fees)
         self._lot_size = lot_size or _no_lots
-        self._legs: dict[tuple[str, str], Leg | None] = {}
+        self._legs: dict[tuple[str, str], Leg] = {}
         self._by_exchange: dict[str, list[Leg]] = {}
         self._groups: dict[tuple[str, str], Group] = {}
         self._opps: dict[tuple[tuple[str, str], tuple[str, str]], Opportunity] = {}
@@ -184,8 +181,7 @@ class ArbitrageEngine:
             conv = self._converters[currency]
             conv.label = f"{exchange}:{symbol}"
             conv.inverted = inverted
-            found = self._legs.get((exchange, symbol))
-            conv.market = found if found is not None else self._add_leg(exchange, symbol)
+            conv.market = self._leg(exchange, symbol)
 
     def reconfigure(
         self, settings: ArbitrageConfig, fees: Mapping[str, float] | None = None
@@ -198,7 +194,7 @@ class ArbitrageEngine:
         self._configure(settings)
         # Regroup every leg under the new quote groups and fees, in first-seen order.
         self._groups = {}
-        for leg in [leg for leg in self._legs.values() if leg is not None]:
+        for leg in list(self._legs.values()):
             leg.conv = self._converter(leg.quote)
             leg.group = None
             fee = self._fees.get(leg.exchange)
@@ -222,8 +218,7 @@ class ArbitrageEngine:
 
     def _add_leg(self, exchange: str, symbol: str) -> Leg | None:
         if "/" not in symbol:
-            self._legs[exchange, symbol] = None
-            return None
+            return None  # not a BASE/QUOTE market: nothing to compare it with
         quote = symbol.partition("/")[2]
         fee = self._fees.get(exchange)
         leg = Leg(exchange, symbol, 0.0 if fee is None else fee, self._converter(quote))
@@ -255,20 +250,21 @@ class ArbitrageEngine:
         return out
 
     def _leg(self, exchange: str, symbol: str) -> Leg | None:
-        leg = self._legs.get((exchange, symbol), _NEVER)
-        if leg is _NEVER:
-            return self._add_leg(exchange, symbol)
-        return leg  # type: ignore[return-value]
+        leg = self._legs.get((exchange, symbol))
+        return leg if leg is not None else self._add_leg(exchange, symbol)
 
     def _clock(self, event: Trade | Candle, out: list[Event]) -> None:
         self.now_ns = max(self.now_ns, event.received_ns)
 
     def _quote(self, event: Quote, out: list[Event]) -> None:
         received = event.received_ns
-        self.now_ns = max(self.now_ns, received)
-        leg = self._leg(event.exchange, event.symbol)
+        if received > self.now_ns:  # noqa: PLR1730 - cheaper than max() on the hot path
+            self.now_ns = received
+        leg = self._legs.get((event.exchange, event.symbol))
         if leg is None:
-            return
+            leg = self._add_leg(event.exchange, event.symbol)
+            if leg is None:
+                return
         leg.set_top(event.bid, event.ask, event.bid_size, event.ask_size, received)
         if leg.group is not None:
             self._changed(leg, out)
@@ -518,7 +514,7 @@ class ArbitrageEngine:
     def status(self) -> dict[str, Any]:
         """Plain counters and sizes for ``arbctl`` and metrics."""
         return {
-            "legs": sum(1 for leg in self._legs.values() if leg is not None),
+            "legs": len(self._legs),
             "groups": len(self._groups),
             "open": sum(1 for opp in self._opps.values() if opp.is_open),
             "pending": sum(1 for opp in self._opps.values() if not opp.is_open),

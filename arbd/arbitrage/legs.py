@@ -115,10 +115,22 @@ class Leg:
         self.ask_text = ask
         self.bid_size = bid_size
         self.ask_size = ask_size
-        self.bid = parse_price(bid, 0.0)
-        self.ask = parse_price(ask, math.inf)
         self.received_ns = received_ns
-        self._effective()
+        # Inlined parse_price: this runs once per quote of every market.
+        try:
+            bid_value = float(bid)
+            ask_value = float(ask)
+        except ValueError:
+            bid_value, ask_value = parse_price(bid, 0.0), parse_price(ask, math.inf)
+        if not 0 < bid_value < math.inf:
+            bid_value = 0.0
+        if not 0 < ask_value < math.inf:
+            ask_value = math.inf
+        self.bid = bid_value
+        self.ask = ask_value
+        fee = self.fee_pct / 100.0
+        self.eff_bid = bid_value * (1.0 - fee)
+        self.eff_ask = ask_value * (1.0 + fee)
 
     def _effective(self) -> None:
         fee = self.fee_pct / 100.0

@@ -246,9 +246,16 @@ def test_a_newer_top_of_book_replaces_the_levels_it_has_passed():
 
 
 def test_levels_parse_lazily_and_skip_garbage():
-    levels = Levels([("1.0", "1"), ("x", "1"), ("2.0", "0"), ("3.0", "2")])
-    assert levels.has(0)
-    assert levels.prices == [1.0]
+    levels = Levels([("1.0", "1"), ("x", "1"), ("2.0", "0"), ("3.0", "2"), ("nan", "1")])
     assert levels.has(1)
     assert levels.prices == [1.0, 3.0]
+    assert levels.cum_sizes == [1.0, 3.0]
+    assert levels.cum_values == [1.0, 7.0]
     assert not levels.has(2)
+    # A long book is parsed in growing chunks, only as far as the walks reach.
+    long = Levels([(f"{100 + i}", "1") for i in range(5000)])
+    assert long.value_of(3.5) == 100 + 101 + 102 + 103 * 0.5
+    assert len(long.prices) < 20
+    assert long.quantity_for(201.0) == 2.0
+    assert long.value_of(6000.0) is None
+    assert len(long.prices) == 5000
