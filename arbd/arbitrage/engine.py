@@ -56,6 +56,7 @@ LotLookup = Callable[[str, str], "str | None"]
 Pair = tuple[Leg, Leg, float]
 """(buy leg, sell leg, net spread %)"""
 
+
 def _no_lots(exchange: str, symbol: str) -> str | None:
     return None
 
@@ -63,14 +64,17 @@ def _no_lots(exchange: str, symbol: str) -> str | None:
 class Group:
     """The legs of one base asset whose quotes share a reference currency."""
 
-    __slots__ = ("key", "legs", "live", "reference")
+    __slots__ = ("key", "legs", "live", "reference", "shared")
 
     def __init__(self, key: tuple[str, str]) -> None:
         self.key = key
         self.reference = key[1]
         self.legs: list[Leg] = []
         self.live = False
-        """Some leg converts its prices through a live market (the slower scan)."""
+        """Some leg converts its prices through a live market (a slower scan)."""
+        self.shared = False
+        """Some exchange has two legs here (``BTC/USD`` and ``BTC/USDC`` on one exchange): the
+        scan must keep the best two on *different* exchanges (a slower scan)."""
 
 
 def _top_pair(items: Sequence[tuple[Leg, float, float]]) -> Pair | None:
@@ -234,6 +238,7 @@ class ArbitrageEngine:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(key)
+        group.shared = group.shared or any(o.exchange == leg.exchange for o in group.legs)
         group.legs.append(leg)
         group.live = group.live or leg.conv.live
         leg.group = group
@@ -311,7 +316,7 @@ class ArbitrageEngine:
             for opp in tuple(leg.opps):
                 self._revisit(opp, True, out)
         group: Group = leg.group  # type: ignore[assignment]
-        best, excluded = self._best_live(group) if group.live else self._best(group)
+        best, excluded = self._scan(group)
         if excluded:
             self._account(group, best)
         if best is None:
@@ -330,9 +335,22 @@ class ArbitrageEngine:
 
     # -- scans --------------------------------------------------------------------------------
 
+    def _scan(self, group: Group) -> tuple[Pair | None, bool]:
+        """The best usable pair of ``group`` and whether unusable legs were skipped."""
+        if group.live:
+            return self._best_live(group)
+        if group.shared:
+            horizon = self.now_ns - self._max_age_ns
+            items = [
+                (leg, leg.eff_ask, leg.eff_bid) for leg in group.legs if leg.gate(horizon) is None
+            ]
+            return _top_pair(items), len(items) < len(group.legs)
+        return self._best(group)
+
     def _best(self, group: Group) -> tuple[Pair | None, bool]:
-        """The best usable pair of a group whose legs need no conversion rates, and whether
-        unusable legs were skipped. The hot loop: :func:`_top_pair` inlined, no tuples."""
+        """The hot loop, for the usual group: one leg per exchange, no conversion rates.
+        Keeps the best two asks and bids (on different exchanges, since every leg is on its
+        own exchange) without building a tuple per leg."""
         horizon = self.now_ns - self._max_age_ns
         excluded = False
         a1: Leg | None = None
@@ -348,18 +366,14 @@ class ArbitrageEngine:
             ask = leg.eff_ask
             if ask < av2:
                 if ask < av1:
-                    if a1 is not None and a1.exchange != leg.exchange:
-                        a2, av2 = a1, av1
-                    a1, av1 = leg, ask
-                elif a1 is not None and a1.exchange != leg.exchange:
+                    a2, av2, a1, av1 = a1, av1, leg, ask
+                else:
                     a2, av2 = leg, ask
             bid = leg.eff_bid
             if bid > bv2:
                 if bid > bv1:
-                    if b1 is not None and b1.exchange != leg.exchange:
-                        b2, bv2 = b1, bv1
-                    b1, bv1 = leg, bid
-                elif b1 is not None and b1.exchange != leg.exchange:
+                    b2, bv2, b1, bv1 = b1, bv1, leg, bid
+                else:
                     b2, bv2 = leg, bid
         return _choose((a1, av1, a2, av2), (b1, bv1, b2, bv2)), excluded
 
@@ -534,5 +548,5 @@ class ArbitrageEngine:
         group = self._groups.get(self._quote_groups.group_key(symbol))
         if group is None:
             return None
-        best, _ = self._best_live(group) if group.live else self._best(group)
+        best, _ = self._scan(group)
         return None if best is None else (best[0].exchange, best[1].exchange, best[2])

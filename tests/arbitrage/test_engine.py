@@ -64,27 +64,35 @@ exchange_ids = ["a", "b", "c", "d"]
 price = st.integers(9_800, 10_200)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     quotes=st.lists(
-        st.tuples(st.sampled_from(exchange_ids), price, st.integers(1, 60)),
+        st.tuples(
+            st.sampled_from(exchange_ids),
+            st.sampled_from(["BTC/USDT", "BTC/USDT", "BTC/USDT", "BTC/USD"]),
+            price,
+            st.integers(1, 60),
+        ),
         min_size=1,
         max_size=12,
     ),
     fees=st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.5]), min_size=4, max_size=4),
 )
 def test_the_scan_finds_the_pair_a_brute_force_search_finds(quotes, fees):
+    """Over every pair of markets on two different exchanges; BTC/USD and BTC/USDT are one
+    group (at par), so an exchange may have two markets in it."""
     fee = dict(zip(exchange_ids, fees, strict=True))
     run = Run(arb_settings(open_threshold_pct=50.0, close_threshold_pct=50.0), fee)
-    latest: dict[str, tuple[float, float]] = {}
-    for i, (exchange, bid_cents, width) in enumerate(quotes):
+    latest: dict[tuple[str, str], tuple[float, float]] = {}
+    for i, (exchange, symbol, bid_cents, width) in enumerate(quotes):
         bid, ask = bid_cents / 100, (bid_cents + width) / 100
-        run.feed(quote(exchange, f"{bid:.2f}", f"{ask:.2f}", i))
-        latest[exchange] = (bid, ask)
+        run.feed(quote(exchange, f"{bid:.2f}", f"{ask:.2f}", i, symbol=symbol))
+        latest[exchange, symbol] = (bid, ask)
     pairs = [
-        ((ask_ex, bid_ex), (latest[bid_ex][0] * (1 - fee[bid_ex] / 100))
-         / (latest[ask_ex][1] * (1 + fee[ask_ex] / 100)))
-        for ask_ex, bid_ex in itertools.permutations(latest, 2)
+        ((buy[0], sell[0]), (latest[sell][0] * (1 - fee[sell[0]] / 100))
+         / (latest[buy][1] * (1 + fee[buy[0]] / 100)))
+        for buy, sell in itertools.permutations(latest, 2)
+        if buy[0] != sell[0]
     ]  # fmt: skip
     best = run.engine.best("BTC/USDT")
     if not pairs:
