@@ -375,6 +375,10 @@ class ArbitrageEngine:
                     b2, bv2, b1, bv1 = b1, bv1, leg, bid
                 else:
                     b2, bv2 = leg, bid
+        if a1 is None or b1 is None or av1 == math.inf or bv1 <= 0:
+            return None, excluded
+        if a1 is not b1:  # one leg per exchange: different legs are different exchanges
+            return (a1, b1, (bv1 - av1) / av1 * 100.0), excluded
         return _choose((a1, av1, a2, av2), (b1, bv1, b2, bv2)), excluded
 
     def _best_live(self, group: Group) -> tuple[Pair | None, bool]:
