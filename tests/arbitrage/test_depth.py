@@ -121,7 +121,7 @@ rate = st.sampled_from(["1", "0.9995", "1.0002", "1.01"])
 lots = st.sampled_from([None, "0.001", "0.01", "0.1", "0.003"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     books=books,
     fees=st.tuples(fee, fee),
@@ -164,7 +164,7 @@ def test_depth_walk_equals_the_brute_force_reference(
         assert got.sell_vwap == pytest.approx(float(value(b, want) / want), rel=1e-9)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(books=books, fees=st.tuples(fee, fee), size=st.sampled_from(["10", "100", "1000", "5000"]))
 def test_profit_at_a_size_equals_the_reference(books, fees, size):
     asks, bids = books

@@ -64,7 +64,7 @@ exchange_ids = ["a", "b", "c", "d"]
 price = st.integers(9_800, 10_200)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     quotes=st.lists(
         st.tuples(
@@ -312,7 +312,7 @@ action = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(actions=st.lists(action, max_size=40))
 def test_a_stale_or_invalid_leg_never_produces_an_opportunity(actions):
     run = Run(arb_settings(min_updates=1, open_threshold_pct=0.0, close_threshold_pct=0.0))
