@@ -24,6 +24,7 @@ import httpx
 import trio
 
 from arbd.arbitrage import ArbitrageEngine, taker_fees
+from arbd.arbitrage.conversion import conversion_symbols
 from arbd.config import Config, ExchangeConfig
 from arbd.errors import ConfigError
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
@@ -178,26 +179,6 @@ class Daemon:
         finally:
             # Synchronous: subscribers get the closes even while everything is being cancelled.
             self.publish(engine.close_all("shutdown"))
-
-
-def conversion_symbols(config: Config) -> dict[str, list[str]]:
-    """Exchange id -> the conversion markets it must subscribe for ``conversion = "live"``.
-
-    A conversion market on an exchange that is not configured and enabled is a ConfigError."""
-    arb = config.arbitrage
-    if not arb.enabled or arb.conversion != "live":
-        return {}
-    symbols: dict[str, list[str]] = {}
-    for i, market in enumerate(arb.conversion_markets):
-        exchange_id, _, symbol = market.partition(":")
-        section = config.exchanges.get(exchange_id)
-        if section is None or not section.enabled:
-            raise ConfigError(
-                f"{market!r}: exchange {exchange_id!r} is not configured and enabled",
-                key=f"arbitrage.conversion_markets[{i}]",
-            )
-        symbols.setdefault(exchange_id, []).append(symbol)
-    return symbols
 
 
 async def run_until_signal(daemon: Daemon) -> None:

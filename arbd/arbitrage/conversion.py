@@ -25,6 +25,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from arbd.config import Config
+from arbd.errors import ConfigError
+
 if TYPE_CHECKING:
     from arbd.arbitrage.legs import Leg
 
@@ -126,3 +129,25 @@ def stale_conversion(buy: Leg, sell: Leg, horizon_ns: int) -> str:
         if conv.rate(horizon_ns) is None:
             return conv.label
     return ""
+
+
+def conversion_symbols(config: Config, file: str = "") -> dict[str, list[str]]:
+    """Exchange id -> the conversion markets it must subscribe for ``conversion = "live"``.
+
+    A conversion market on an exchange that is not configured and enabled is a ConfigError
+    (``file`` names the configuration in its message)."""
+    arb = config.arbitrage
+    if not arb.enabled or arb.conversion != "live":
+        return {}
+    symbols: dict[str, list[str]] = {}
+    for i, market in enumerate(arb.conversion_markets):
+        exchange_id, _, symbol = market.partition(":")
+        section = config.exchanges.get(exchange_id)
+        if section is None or not section.enabled:
+            raise ConfigError(
+                f"{market!r}: exchange {exchange_id!r} is not configured and enabled",
+                path=file,
+                key=f"arbitrage.conversion_markets[{i}]",
+            )
+        symbols.setdefault(exchange_id, []).append(symbol)
+    return symbols

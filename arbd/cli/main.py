@@ -96,8 +96,12 @@ def config_init(path: str, force: bool) -> None:
 
 
 def check_exchanges(config: Config, registry: PluginRegistry, file: str) -> None:
-    """Every configured exchange must be installed and offer the configured channels."""
+    """Every configured exchange must be installed and offer the configured channels, and
+    every live conversion market must be on a configured, enabled exchange."""
     installed = sorted(registry.exchanges)
+    from arbd.arbitrage.conversion import conversion_symbols  # noqa: PLC0415 - light `--help`
+
+    conversion_symbols(config, file)
     for exchange_id, section in config.exchanges.items():
         key = f"exchanges.{exchange_id}"
         cls = registry.exchanges.get(exchange_id)

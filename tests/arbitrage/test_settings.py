@@ -79,3 +79,26 @@ def test_good_live_settings_parse():
         }
     )
     assert config.arbitrage.conversion_markets == ["kraken:USDT/USD", "coinbase:USD/USDC"]
+
+
+def test_config_check_wants_live_conversion_markets_on_enabled_exchanges(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from arbd.cli.main import cli
+
+    monkeypatch.setenv("ARBD_LOAD_PLUGINS", "simplex")
+    path = tmp_path / "arbd.toml"
+    path.write_text(
+        "[exchanges.simplex]\nenabled = true\n"
+        '[arbitrage]\nconversion = "live"\nquote_groups = [["USD", "USDT"]]\n'
+        'conversion_markets = ["kraken:USDT/USD"]\n'
+    )
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{path}: arbitrage.conversion_markets[0]: 'kraken:USDT/USD': exchange 'kraken' is not "
+        "configured and enabled\n"
+    )
+    path.write_text(path.read_text().replace("kraken:", "simplex:"))
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+    assert (result.exit_code, result.stdout) == (0, f"{path}: ok\n")
