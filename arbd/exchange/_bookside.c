@@ -8,7 +8,7 @@
  *     apply_side(keys: list, levels: list, updates: Sequence[Sequence[str]], negate: bool)
  *
  * Each update is a sequence whose first two items are the price and size text (exchanges such
- * as OKX send more). Size zero removes the level; otherwise the level is stored as a
+ * as OKX send more), or an object with `price` and `size` attributes (book.WireLevel). Size zero removes the level; otherwise the level is stored as a
  * (price, size) tuple (the caller's tuple itself when it is exactly that). A price or size that
  * is not a number raises ValueError, like float() does; updates before it stay applied (the
  * Python loop behaves the same, and an adapter treats a frame error as a broken book anyway).
@@ -76,8 +76,7 @@ fast_decimal(PyObject *text, double *out)
     return 1;
 }
 
-/* Only str, float and int are read, so no Python code runs inside the loop (and nothing can
- * resize the containers under it). */
+/* Only str, float and int are read: converting them runs no Python code. */
 static int
 to_double(PyObject *value, double *out)
 {
@@ -124,6 +123,8 @@ bisect_left(PyObject *keys, double key)
     return lo;
 }
 
+static PyObject *str_price, *str_size;
+
 static int
 apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
 {
@@ -139,8 +140,25 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         size = PyList_GET_ITEM(level, 1);
     }
     else {
-        PyErr_SetString(PyExc_IndexError, "a book level needs a price and a size");
-        return -1;
+        /* book.WireLevel (a msgspec struct): read its attributes, store a new tuple. */
+        PyObject *attr_price = PyObject_GetAttr(level, str_price);
+        PyObject *attr_size = attr_price == NULL ? NULL : PyObject_GetAttr(level, str_size);
+        if (attr_size == NULL) {
+            Py_XDECREF(attr_price);
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                PyErr_SetString(PyExc_IndexError, "a book level needs a price and a size");
+            }
+            return -1;
+        }
+        PyObject *pair = PyTuple_Pack(2, attr_price, attr_size);
+        Py_DECREF(attr_price);
+        Py_DECREF(attr_size);
+        if (pair == NULL) {
+            return -1;
+        }
+        int result = apply_one(keys, levels, pair, negate);
+        Py_DECREF(pair);
+        return result;
     }
     double p, s;
     if (to_double(price, &p) < 0 || to_double(size, &s) < 0) {
@@ -206,8 +224,8 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (updates == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(updates);
-    for (Py_ssize_t i = 0; i < count; i++) {
+    /* The size is read again each time: an object's attribute lookup may run Python code. */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(updates); i++) {
         if (apply_one(keys, levels, PySequence_Fast_GET_ITEM(updates, i), negate) < 0) {
             Py_DECREF(updates);
             return NULL;
@@ -230,5 +248,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__bookside(void)
 {
+    str_price = PyUnicode_InternFromString("price");
+    str_size = PyUnicode_InternFromString("size");
+    if (str_price == NULL || str_size == NULL) {
+        return NULL;
+    }
     return PyModule_Create(&module);
 }

@@ -12,6 +12,8 @@ from typing import Final
 
 import msgspec
 
+from arbd.exchange.book import WireLevel
+
 # -- WebSocket --------------------------------------------------------------------------------
 
 
@@ -37,10 +39,11 @@ class Frame(msgspec.Struct):
 
 
 class BookData(msgspec.Struct):
-    """One ``data`` item of ``books`` / ``bbo-tbt``: levels are ``[px, sz, "0", orders]``."""
+    """One ``data`` item of ``books`` / ``bbo-tbt``: levels are ``[px, sz, "0", orders]``, of
+    which only price and size are decoded."""
 
-    asks: list[list[str]]
-    bids: list[list[str]]
+    asks: list[WireLevel]
+    bids: list[WireLevel]
     ts: str | None = None
     checksum: int | None = None
     prevSeqId: int | None = None  # noqa: N815 - the wire name
@@ -111,8 +114,8 @@ encode = msgspec.json.Encoder().encode
 class RestBook(msgspec.Struct):
     """``GET /api/v5/market/books`` item. ``seqId`` is what the no-snapshot bootstrap needs."""
 
-    asks: list[list[str]]
-    bids: list[list[str]]
+    asks: list[WireLevel]
+    bids: list[WireLevel]
     ts: str | None = None
     seqId: int | str | None = None  # noqa: N815 - the wire name
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arbd.exchange.book import COMPILED, OrderBook, _apply_side_py, apply_side
+from arbd.exchange.book import COMPILED, OrderBook, WireLevel, _apply_side_py, apply_side
 
 
 def test_snapshot_then_deltas_keep_exact_text_and_order():
@@ -91,7 +91,16 @@ level_texts = st.lists(
         ),
         st.sampled_from(["0", "0.00000000", "1", "2.50", "0E-8", "3"]),
         st.sampled_from([(), ("0", "4")]),  # OKX levels carry two more items
-    ).map(lambda t: (t[0], t[1], *t[2])),
+        st.sampled_from(["tuple", "list", "wire"]),
+    ).map(
+        lambda t: (
+            WireLevel(t[0], t[1])
+            if t[3] == "wire"
+            else [t[0], t[1], *t[2]]
+            if t[3] == "list"
+            else (t[0], t[1], *t[2])
+        )
+    ),
     max_size=20,
 )
 
@@ -108,6 +117,7 @@ def test_compiled_side_update_equals_the_python_loop(negate, batches):
         keys, levels = compiled
         assert keys == sorted(set(keys))
         assert keys == [-float(p) if negate else float(p) for p, _ in levels]
+        assert all(type(p) is str and type(s) is str for p, s in levels)
         assert all(type(v) is tuple and len(v) == 2 for v in levels)
 
 
@@ -123,6 +133,9 @@ def test_a_level_that_is_not_a_number_raises_after_applying_the_ones_before(appl
         apply(keys, levels, [("nan", "1")], False)
     with pytest.raises(IndexError):
         apply(keys, levels, [("1",)], False)
+    apply(keys, levels, [WireLevel("1", "0")], False)
+    assert keys == []
+    apply(keys, levels, [WireLevel("1", "1")], False)
     assert levels == [("1", "1")]
 
 
