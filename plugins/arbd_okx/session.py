@@ -60,6 +60,9 @@ REFUSAL_CODE: Final = "60018"
 arg is not served (here). Other codes (60012 invalid request, rate limits, ...) refuse nothing."""
 _NAMED_ARG: Final = re.compile(r"channel:(?P<channel>[^,\s]+),instId:(?P<instId>[^\s,]+)")
 _MAX_PENDING_REQUESTS: Final = 1000
+_MAX_PUSH_ROUTES: Final = 10_000
+_PushRoute = tuple[str, str, str, str]
+"""(OKX channel, arbd channel, instId, normalized symbol) of a push this session takes."""
 
 
 class OkxSession(ExchangeSession):
@@ -80,6 +83,7 @@ class OkxSession(ExchangeSession):
         self._last_ns = 0
         self.books = BookSync(self)
         self._symbols: dict[str, str] = {}
+        self._push_routes: dict[str, _PushRoute | None] = {}
         self._wanted: set[tuple[str, str]] | None
         self._any_symbol = False
         if plan.subscriptions:
@@ -130,17 +134,21 @@ class OkxSession(ExchangeSession):
             self.last_pong_ns = received_ns
             return
         if data.startswith(wire.PUSH_PREFIX):
-            # The common case, a data push: the channel name (read off the bytes) says what
-            # its data is, so the whole frame is decoded once, typed.
-            channel = data[19 : data.find(b'"', 19)].decode("ascii", "replace")
-            decoder = wire.decode_push.get(channel)
-            if decoder is not None:
+            # The common case, a data push: its arg (read off the bytes, up to the closing
+            # brace) names the channel and instrument, so the whole frame is decoded once,
+            # typed, and routed without a second look.
+            key = data[7 : data.find(b"}", 7)].decode("ascii", "replace")
+            try:
+                route = self._push_routes[key]
+            except KeyError:
+                route = self._push_route(key)
+            if route is not None:
                 try:
-                    push = decoder.decode(data)
+                    push = wire.decode_push[route[0]].decode(data)
                 except msgspec.ValidationError:
                     push = None  # not this shape after all: the general path explains why
                 if push is not None and push.event is None:
-                    self._on_data(push.arg, push.action, push.data, received_ns, out)
+                    self._emit(route, push, received_ns, out)
                     return
         frame = wire.decode_frame(data)
         if frame.event is not None:
@@ -263,33 +271,44 @@ class OkxSession(ExchangeSession):
         self, frame: wire.Frame, arg: wire.Arg, received_ns: int, out: list[Event]
     ) -> None:
         okx_channel = arg.channel
-        data: list[wire.BookData] | list[wire.TradeData] | list[list[str]]
+        push: wire.Push
         if okx_channel in ("books", "bbo-tbt"):
-            data = wire.decode_books(frame.data)
+            push = wire.BooksPush(arg=arg, action=frame.action, data=wire.decode_books(frame.data))
         elif okx_channel == "trades":
-            data = wire.decode_trades(frame.data)
+            push = wire.TradesPush(arg=arg, data=wire.decode_trades(frame.data))
         elif okx_channel == "candle1m":
-            data = wire.decode_candles(frame.data)
+            push = wire.CandlesPush(arg=arg, data=wire.decode_candles(frame.data))
         else:
             self.stats.ignored += 1
             return
-        self._on_data(arg, frame.action, data, received_ns, out)
-
-    def _on_data(
-        self,
-        arg: wire.Arg,
-        action: str | None,
-        data: list[wire.BookData] | list[wire.TradeData] | list[list[str]],
-        received_ns: int,
-        out: list[Event],
-    ) -> None:
-        """A push's data, decoded for its channel (``arg.channel`` says which list it is)."""
         native = arg.instId
-        symbol = self._symbol(arg.channel, native)
+        symbol = self._symbol(okx_channel, native)
         if symbol is None:
             self.stats.ignored += 1
             return
-        channel = _FROM_OKX[arg.channel]
+        self._emit((okx_channel, _FROM_OKX[okx_channel], native, symbol), push, received_ns, out)
+
+    def _push_route(self, key: str) -> _PushRoute | None:
+        """The route of a push whose arg reads ``key`` (``{"channel":..,"instId":..``), cached;
+        None (also cached) when the general path must look at it."""
+        route: _PushRoute | None = None
+        try:
+            arg = wire.decode_arg(key + "}")
+        except msgspec.MsgspecError:
+            arg = None
+        if arg is not None and arg.channel in wire.decode_push:
+            symbol = self._symbol(arg.channel, arg.instId)
+            if symbol is not None:
+                route = (arg.channel, _FROM_OKX[arg.channel], arg.instId, symbol)
+        if len(self._push_routes) < _MAX_PUSH_ROUTES:
+            self._push_routes[key] = route
+        return route
+
+    def _emit(self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]) -> None:
+        """Normalize a push's data (``route`` says which channel, so which list it is)."""
+        _, channel, native, symbol = route
+        data = push.data
+        action = push.action
         received_ms = received_ns // 1_000_000
         if channel == "book":
             books = cast("list[wire.BookData]", data)

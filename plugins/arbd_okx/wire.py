@@ -101,6 +101,7 @@ decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
 """One-pass decoders of a whole push, by the channel name at its start."""
 
 decode_frame = msgspec.json.Decoder(Frame).decode
+decode_arg = msgspec.json.Decoder(Arg).decode
 decode_books = msgspec.json.Decoder(list[BookData]).decode
 decode_trades = msgspec.json.Decoder(list[TradeData]).decode
 decode_candles = msgspec.json.Decoder(list[list[str]]).decode

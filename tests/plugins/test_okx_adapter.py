@@ -1038,7 +1038,7 @@ def compact(frame: bytes) -> bytes:
     [
         [BBO_TBT],
         [TRADES],
-        [CANDLE_1M],
+        [CANDLE_1M],  # candles live on business-endpoint sessions: ignored here
         [BOOKS_ACK, BOOK_SNAPSHOT_0, update(124, 123, bids=[["8476.97", "0"]])],
         [BOOKS_ACK, BOOK_SNAPSHOT_0, update(200, 190)],  # a gap: invalid, resubscribe
         [TICKERS],  # a channel the session does not take: ignored on both paths
@@ -1047,9 +1047,12 @@ def compact(frame: bytes) -> bytes:
 def test_compact_pushes_give_the_same_events_as_spaced_ones(frames: list[bytes]) -> None:
     spaced, tight = make_session(), make_session()
     assert compact(frames[-1]).startswith(b'{"arg":{"channel":"')
-    assert feed(tight, *map(compact, frames)) == feed(spaced, *frames)
+    events = feed(tight, *map(compact, frames))
+    assert events == feed(spaced, *frames)
     assert tight.stats == spaced.stats
     assert sent(tight) == sent(spaced)
+    # Pushes the session takes were routed on the one-pass path (and only those).
+    assert any(tight._push_routes.values()) is bool(events)
 
 
 def test_a_compact_push_of_the_wrong_shape_is_still_a_frame_error() -> None:
