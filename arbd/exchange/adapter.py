@@ -166,6 +166,7 @@ class ExchangeSession(abc.ABC):
         """Human-readable lines the driver logs (exchange error frames, acks of note)."""
         self._frames: list[str | bytes] = []
         self._http: list[HttpRequest] = []
+        self._events: list[Event] = []
         self.reconnect_reason: str | None = None
         """Set when the adapter wants this connection replaced (e.g. the exchange announced a
         shutdown); the driver reconnects and clears nothing: sessions are not reused."""
@@ -209,6 +210,11 @@ class ExchangeSession(abc.ABC):
         """Queue an HTTP GET for the driver to carry out."""
         self._http.append(request)
 
+    def emit(self, event: Event) -> None:
+        """Queue an event from a call that has no ``out`` list (``resubscribe``, say: a book
+        cleared for a fresh snapshot announces ``resyncing``); the driver publishes it."""
+        self._events.append(event)
+
     def refuse(self, subscription: Subscription, reason: str) -> None:
         """Record that the exchange refused ``subscription`` (see :attr:`refused`)."""
         if subscription not in self.refused:
@@ -222,9 +228,13 @@ class ExchangeSession(abc.ABC):
         requests, self._http = self._http, []
         return requests
 
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
     @property
     def has_output(self) -> bool:
-        return bool(self._frames or self._http or self.reconnect_reason)
+        return bool(self._frames or self._http or self._events or self.reconnect_reason)
 
 
 class ExchangeAdapter(abc.ABC):

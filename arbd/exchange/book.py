@@ -194,6 +194,11 @@ class OrderBook:
         )
 
 
+RESUBSCRIBE_REASON: Final = "resubscribing after stale data"
+"""The reason a valid book announces ``resyncing`` when the stale-data watchdog renews its
+subscription and the adapter drops it for the fresh snapshot (``ExchangeSession.emit``)."""
+
+
 def book_status(
     exchange: str, symbol: str, state: str, reason: str, received_ns: int
 ) -> FeedStatus:

@@ -227,6 +227,9 @@ class Connection:
                 wake = True
             for request in session.take_http_requests():
                 self._http_send.send_nowait(request)
+            emitted = session.take_events()
+            if emitted:
+                self.sink(emitted)
             if session.reconnect_reason is not None:
                 self._fail(ReconnectRequested(f"{self.exchange}: {session.reconnect_reason}"))
         if session.refused and len(session.refused) > len(self._refused_reported):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import msgspec
 
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
-from arbd.exchange.book import OrderBook, book_status
+from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
 from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
     PUSH_PREFIX,
@@ -176,6 +176,9 @@ class BybitSession(ExchangeSession):
         for topic in topics:
             route = self._routes.get(topic)
             if route is not None and route.channel == "book":
+                if route.phase == "valid":  # it stops being served until the new snapshot
+                    route.announced = True
+                    self.emit(self._status(route, "resyncing", RESUBSCRIBE_REASON, now_ns))
                 route.phase = "resyncing"
                 route.book.clear()
         self._request("unsubscribe", topics)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import HttpRequest, HttpResponse
-from arbd.exchange.book import OrderBook, book_status
+from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
 from arbd.model import Event, FeedStatus
 from arbd_okx import wire
 from arbd_okx.checksum import CHECKSUM_LEVELS, okx_checksum
@@ -123,10 +123,13 @@ class BookSync:
         if state is not None and state.phase == "subscribing":
             state.phase = "pending"
 
-    def resubscribing(self, native: str) -> None:
+    def resubscribing(self, native: str, now_ns: int) -> None:
         """The session is about to unsubscribe + subscribe this book: start it over."""
         state = self.states.get(native)
         if state is not None:
+            if state.phase == "valid":  # not served until the new snapshot
+                state.announced = True
+                self.session.emit(self._status(state, "resyncing", RESUBSCRIBE_REASON, now_ns))
             state.reset("subscribing")
             state.generation += 1  # answers to REST requests in flight are now stale
             state.attempts = 0

@@ -118,7 +118,7 @@ class OkxSession(ExchangeSession):
             return
         for arg in args:
             if arg.channel == "books":
-                self.books.resubscribing(arg.instId)
+                self.books.resubscribing(arg.instId, now_ns)
         self.send_request("unsubscribe", args)
         self.send_request("subscribe", args)
 

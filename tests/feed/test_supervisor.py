@@ -70,6 +70,11 @@ async def test_stalled_but_pinging_subscription_is_detected_and_resubscribed(vir
             await wait_until(lambda: any(s.state == "live" for s in h.statuses("subscription")))
             assert fake.connection_count == 1
             assert h.connection.stats.resubscribes >= 1
+            # The book dropped for a fresh snapshot was announced, then served again.
+            await wait_until(lambda: h.book_states("BTC/USDT")[-1:] == ["valid"])
+            assert h.book_states("BTC/USDT") == ["resyncing", "valid"]
+            (resync,) = [s for s in h.statuses("book") if s.state == "resyncing"]
+            assert resync.reason == "resubscribing after stale data"
 
 
 async def test_quiet_by_nature_channels_do_not_cause_reconnects(virtual_time):

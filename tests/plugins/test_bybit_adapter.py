@@ -665,9 +665,12 @@ def test_resubscribe_queues_frames_and_waits_for_a_snapshot() -> None:
         },
         {"op": "subscribe", "args": ["orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT"], "req_id": "2"},
     ]
+    # The dropped book is announced as resyncing (it is not served until the snapshot).
+    assert statuses(session.take_events()) == [("resyncing", "resubscribing after stale data")]
     assert feed(session, DELTA) == []  # the book waits for its snapshot
     out = feed(session, SNAPSHOT)
-    assert [type(e) for e in out] == [Book]  # never announced invalid: no status
+    assert [type(e) for e in out] == [FeedStatus, Book]
+    assert statuses(out) == [("valid", "snapshot received")]
 
 
 def test_replay_session_takes_every_listed_symbol() -> None:

@@ -610,7 +610,8 @@ def test_resubscribe_queues_frames_per_channel_and_waits_for_a_snapshot() -> Non
         {"type": "subscribe", "product_ids": ["ETH-USD"], "channel": "ticker"},
     ]
     assert feed(session, seq(L2_UPDATE, 1)) == []
-    assert [type(e) for e in feed(session, seq(L2_SNAPSHOT, 2))] == [Book]  # never announced
+    out = feed(session, seq(L2_SNAPSHOT, 2))
+    assert [type(e) for e in out] == [FeedStatus, Book]  # valid again, after "resyncing"
 
 
 # -- what is ignored, what raises -------------------------------------------------------------

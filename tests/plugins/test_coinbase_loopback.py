@@ -171,7 +171,9 @@ async def test_all_four_channels_arrive_normalized_with_the_fakes_exact_text(
                 num(market.fmt_volume(bar)),
             )
     assert {e.symbol for e in h.events if not isinstance(e, FeedStatus)} == set(SYMBOLS)
-    assert h.book_states("BTC/USD") == h.book_states("ETH/USD") == []
+    # No book went invalid (a quiet fake may be renewed by the stale watchdog: that shows as
+    # "resyncing" then "valid", never "invalid").
+    assert "invalid" not in h.book_states("BTC/USD") + h.book_states("ETH/USD")
     stats = session_of(h).stats
     assert (stats.sequence_gaps, stats.crossed_books, stats.errors_reported) == (0, 0, 0)
 
@@ -262,7 +264,9 @@ async def test_a_forced_disconnect_reconnects_and_restores_everything(
             await until(lambda k=kind: all(latest(h, k, s) in h.events[mark:] for s in SYMBOLS))
     assert first.closed and fake.forced_disconnects >= 1
     assert h.ctx.reconnects.get("peer_closed", 0) >= 1
-    assert h.book_states("BTC/USD") == h.book_states("ETH/USD") == []
+    # No book went invalid (a quiet fake may be renewed by the stale watchdog: that shows as
+    # "resyncing" then "valid", never "invalid").
+    assert "invalid" not in h.book_states("BTC/USD") + h.book_states("ETH/USD")
     # The new connection's market_trades snapshot repeats recent trades: none twice.
     ids = [(t.symbol, t.id) for t in h.of(Trade)]
     assert len(ids) == len(set(ids))
@@ -288,7 +292,9 @@ async def test_garbage_and_unknown_messages_are_counted_and_skipped(
         await until(lambda: all(latest(h, Book, s) in h.events[mark:] for s in SYMBOLS))
     assert fake.connection_count == 1
     # Garbage carries no sequence_num and the unknown messages carry the right one: no gap.
-    assert h.book_states("BTC/USD") == h.book_states("ETH/USD") == []
+    # No book went invalid (a quiet fake may be renewed by the stale watchdog: that shows as
+    # "resyncing" then "valid", never "invalid").
+    assert "invalid" not in h.book_states("BTC/USD") + h.book_states("ETH/USD")
 
 
 async def test_an_exchange_error_frame_is_logged_and_not_fatal(

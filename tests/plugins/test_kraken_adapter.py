@@ -857,13 +857,17 @@ def test_updates_before_the_first_snapshot_are_dropped() -> None:
     assert session.stats.checksum_failures == 0
 
 
-def test_watchdog_resubscribe_waits_for_a_snapshot_without_announcing() -> None:
+def test_watchdog_resubscribe_announces_resyncing_and_waits_for_a_snapshot() -> None:
     session = make_session(("BTC/USD",))
     feed(session, book_frame("snapshot", "BTC/USD", BTC_BIDS, BTC_ASKS, V2_CHECKSUM))
     session.resubscribe([Subscription("book", "BTC/USD")], 0)
+    (resyncing,) = session.take_events()
+    assert isinstance(resyncing, FeedStatus)
+    assert (resyncing.scope, resyncing.state) == ("book", "resyncing")
     assert feed(session, book_frame("update", "BTC/USD", [("45283.5", "1")], [], 1)) == []
     out = feed(session, book_frame("snapshot", "BTC/USD", BTC_BIDS, BTC_ASKS, V2_CHECKSUM))
-    assert [type(e) for e in out] == [Book]
+    assert [type(e) for e in out] == [FeedStatus, Book]
+    assert out[0].state == "valid"
 
 
 def test_one_message_may_carry_several_symbols() -> None:

@@ -744,7 +744,9 @@ def test_resubscribe_waits_for_the_ack_then_a_fresh_snapshot() -> None:
     assert feed(session, update(123457, 123456)) == []  # in flight from the old subscription
     assert session.take_http_requests() == []
     feed(session, BOOKS_ACK)
-    assert [type(e) for e in feed(session, BOOK_SNAPSHOT_0)] == [Book]  # never announced invalid
+    assert [e.state for e in session.take_events() if isinstance(e, FeedStatus)] == ["resyncing"]
+    out = feed(session, BOOK_SNAPSHOT_0)
+    assert [type(e) for e in out] == [FeedStatus, Book]  # valid again
 
 
 def test_a_snapshot_after_a_mistaken_rest_bootstrap_leaves_rest_mode() -> None:
