@@ -166,8 +166,18 @@ def main() -> None:
     gc.freeze()
     times: list[list[float]] = [[] for _ in scenarios]
     published = [0] * len(scenarios)
+    reference: list[float] = []
+    prices = [f"{64000 + i / 100:.2f}" for i in range(1000)]
     # Runs interleave the scenarios, so a noisy stretch of the machine hits them all alike.
+    # Each run also times float() of a price text (docs/benchmarks.md has it from
+    # benchmarks/pipeline.py): this machine's speed drifts by tens of percent over minutes, and
+    # the ratio to that yardstick does not.
     for _ in range(args.runs):
+        started = time.perf_counter()
+        for _ in range(200):
+            for text in prices:
+                float(text)
+        reference.append((time.perf_counter() - started) / 200_000 * 1e6)
         for k, (scenario, (prime, batches)) in enumerate(zip(scenarios, streams, strict=True)):
             us, published[k] = run_once(engine_with(scenario[2])(), prime, batches)
             times[k].append(us)
@@ -191,6 +201,7 @@ def main() -> None:
     print(f"  {'scenario':<20} {'median us':>10} {'best us':>8} {'events out':>11} {'updates':>9}")
     for name, median, best, out, n in rows:
         print(f"  {name:<20} {median:10.2f} {best:8.2f} {out:11d} {n:9d}")
+    print(f"  {'yardstick: float(price text)':<30} {statistics.median(reference):.3f} us")
     walks = rows[3][3] / rows[3][4]
     print(f"  ({walks:.2f} depth-walked events per book update in 'books, walking')")
     print(f"  open opportunities at the end of the walking run: {len(engine.open_opportunities())}")

@@ -281,8 +281,7 @@ class ArbitrageEngine:
         if leg is None:
             return
         bids, asks = event.bids, event.asks
-        leg.book = (bids, asks)
-        leg.book_ns = received
+        leg.set_book((bids, asks), received)
         if leg.blocked is not None:
             # A book is only ever published while valid.
             self._health.book_valid(leg.exchange, leg.symbol)
@@ -306,7 +305,7 @@ class ArbitrageEngine:
             legs = [found] if found is not None else []
         for leg in legs:
             if event.scope == "book" and event.state != "valid":
-                leg.book = None  # never walk an invalid book
+                leg.set_book(None)  # never walk an invalid book
             leg.blocked = self._health.reason(leg.exchange, leg.symbol)
             for opp in tuple(leg.opps):
                 self._revisit(opp, False, out)

@@ -25,6 +25,7 @@ from arbd.model import FeedStatus
 
 if TYPE_CHECKING:
     from arbd.arbitrage.conversion import Converter
+    from arbd.arbitrage.depth import Levels
     from arbd.arbitrage.lifecycle import Opportunity
 
 REASONS: Final = ("stale", "book_invalid", "exchange_down", "conversion_stale")
@@ -51,10 +52,12 @@ class Leg:
 
     __slots__ = (
         "ask",
+        "ask_levels",
         "ask_size",
         "ask_text",
         "base",
         "bid",
+        "bid_levels",
         "bid_size",
         "bid_text",
         "blocked",
@@ -98,13 +101,26 @@ class Leg:
         self.received_ns = -(1 << 62)
         """Local receive time of the top of book; far past until the first update."""
         self.book: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None = None
-        """(bids, asks) of the latest valid book, best first, exact text."""
+        """(bids, asks) of the latest valid book, best first, exact text. Replace it only
+        through :meth:`set_book`."""
         self.book_ns = 0
+        self.bid_levels: Levels | None = None
+        self.ask_levels: Levels | None = None
+        """The book's sides as parsed so far, shared by every event built from this book."""
         self.blocked: str | None = None
         self.lot: str | None = None
         """Lot size text once the exchange's instruments are known (cached by the engine)."""
         self.opps: list[Opportunity] = []
         """Pending and open opportunities with this leg, re-checked when it changes."""
+
+    def set_book(
+        self,
+        book: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None,
+        received_ns: int = 0,
+    ) -> None:
+        self.book = book
+        self.book_ns = received_ns
+        self.bid_levels = self.ask_levels = None
 
     def set_fee(self, fee_pct: float) -> None:
         self.fee_pct = fee_pct

@@ -145,11 +145,19 @@ def _side(leg: Leg, horizon_ns: int, buy: bool) -> tuple[Levels, bool]:
     """The levels to walk for a leg: its book when one is fresh (behind the newer top of book
     of a later quote, if one came), else its top of book alone."""
     top = (leg.ask_text, leg.ask_size) if buy else (leg.bid_text, leg.bid_size)
-    if leg.book is not None and leg.book_ns >= horizon_ns:
-        bids, asks = leg.book
-        newer = top if leg.received_ns > leg.book_ns else None
-        return Levels(asks if buy else bids, newer, asks=buy), True
-    return Levels([top]), False
+    if leg.book is None or leg.book_ns < horizon_ns:
+        return Levels([top]), False
+    bids, asks = leg.book
+    if leg.received_ns > leg.book_ns:
+        return Levels(asks if buy else bids, top, asks=buy), True
+    # The book is the latest word: parse it once for every event built from it.
+    if buy:
+        if leg.ask_levels is None:
+            leg.ask_levels = Levels(asks, asks=True)
+        return leg.ask_levels, True
+    if leg.bid_levels is None:
+        leg.bid_levels = Levels(bids, asks=False)
+    return leg.bid_levels, True
 
 
 @dataclass(frozen=True, slots=True)
