@@ -382,9 +382,13 @@ def test_resubscribe_queues_frames_and_waits_for_a_snapshot() -> None:
         {"op": "unsubscribe", "args": ["book:BTC-USDT", "price:BTC-USDT"], "id": 1},
         {"op": "subscribe", "args": ["book:BTC-USDT", "price:BTC-USDT"], "id": 2},
     ]
+    (resyncing,) = session.take_events()  # not served until the snapshot: announced
+    assert isinstance(resyncing, FeedStatus)
+    assert (resyncing.scope, resyncing.state) == ("book", "resyncing")
     assert feed(session, DELTA) == []  # the book waits for its snapshot
     out = feed(session, SNAPSHOT)
-    assert [type(e) for e in out] == [Book]  # never announced invalid: no status
+    assert [type(e) for e in out] == [FeedStatus, Book]
+    assert out[0].state == "valid"
 
 
 def test_replay_session_takes_every_listed_symbol() -> None:
