@@ -51,6 +51,8 @@ class DemoReport:
         counts: Counter[str] = Counter()
         for event in self.sub.drain():
             assert isinstance(event, msgspec.Struct)
+            if isinstance(event, Arbitrage):
+                continue  # printed on their own lines; they belong to two exchanges
             exchange = getattr(event, "exchange", "")
             counts[exchange] += 1
             if isinstance(event, FeedStatus) and event.scope in ("connection", "exchange"):
