@@ -162,11 +162,11 @@ def time_arbd(
                     HttpResponse(request=request, status=200, body=body, received_ns=1), out
                 )
             session.take_frames()
-        if len(out) > 4096:
+        if out:  # handed on at once, as cryptofeed hands each object to a no-op callback
             events += len(out)
             out.clear()
     elapsed = time.perf_counter() - started
-    return elapsed, events + len(out)
+    return elapsed, events
 
 
 # -- cryptofeed ---------------------------------------------------------------------------------
