@@ -20,6 +20,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static const double POW10[] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
@@ -32,13 +33,9 @@ static const double POW10[] = {
  * float(text) (the fast path of strtod). Anything else returns 0 and float() parses it.
  * This matters: float(str) costs ~0.2 us here, two per level, most of a book update. */
 static int
-fast_decimal(PyObject *text, double *out)
+parse_decimal(const char *c, Py_ssize_t n, double *out)
 {
-    if (!PyUnicode_IS_ASCII(text)) {
-        return 0;
-    }
-    const char *c = (const char *)PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    Py_ssize_t i = 0;
     int negative = 0;
     if (n > 0 && c[0] == '-') {
         negative = 1;
@@ -74,6 +71,15 @@ fast_decimal(PyObject *text, double *out)
     }
     *out = negative ? -value : value;
     return 1;
+}
+
+static int
+fast_decimal(PyObject *text, double *out)
+{
+    if (!PyUnicode_IS_ASCII(text)) {
+        return 0;
+    }
+    return parse_decimal((const char *)PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), out);
 }
 
 /* Only str, float and int are read: converting them runs no Python code. */
@@ -123,6 +129,33 @@ bisect_left(PyObject *keys, double key)
     return lo;
 }
 
+/* Put `stored` (borrowed; NULL for size zero, which removes) at `key` of a side. */
+static int
+store_level(PyObject *keys, PyObject *levels, double key, PyObject *stored)
+{
+    Py_ssize_t at = bisect_left(keys, key);
+    int found = at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key;
+    if (stored == NULL) {
+        if (!found) {
+            return 0;
+        }
+        return (PyList_SetSlice(keys, at, at + 1, NULL) < 0 ||
+                PyList_SetSlice(levels, at, at + 1, NULL) < 0)
+                   ? -1
+                   : 0;
+    }
+    if (found) {
+        Py_INCREF(stored);
+        /* PyList_SetItem steals the reference and releases the old level. */
+        return PyList_SetItem(levels, at, stored);
+    }
+    PyObject *key_obj = PyFloat_FromDouble(key);
+    int failed = key_obj == NULL || PyList_Insert(keys, at, key_obj) < 0 ||
+                 PyList_Insert(levels, at, stored) < 0;
+    Py_XDECREF(key_obj);
+    return failed ? -1 : 0;
+}
+
 static PyObject *str_price, *str_size;
 
 static int
@@ -169,16 +202,8 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         return -1;
     }
     double key = negate ? -p : p;
-    Py_ssize_t at = bisect_left(keys, key);
-    int found = at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key;
     if (s == 0.0) {
-        if (!found) {
-            return 0;
-        }
-        return (PyList_SetSlice(keys, at, at + 1, NULL) < 0 ||
-                PyList_SetSlice(levels, at, at + 1, NULL) < 0)
-                   ? -1
-                   : 0;
+        return store_level(keys, levels, key, NULL);
     }
     PyObject *stored;
     if (exact_pair) {
@@ -191,16 +216,9 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
             return -1;
         }
     }
-    if (found) {
-        /* PyList_SetItem steals the reference and releases the old level. */
-        return PyList_SetItem(levels, at, stored);
-    }
-    PyObject *key_obj = PyFloat_FromDouble(key);
-    int failed = key_obj == NULL || PyList_Insert(keys, at, key_obj) < 0 ||
-                 PyList_Insert(levels, at, stored) < 0;
-    Py_XDECREF(key_obj);
+    int result = store_level(keys, levels, key, stored);
     Py_DECREF(stored);
-    return failed ? -1 : 0;
+    return result;
 }
 
 static PyObject *
@@ -235,9 +253,193 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* -- one side's levels straight from the frame's JSON ------------------------------------- */
+
+typedef struct {
+    const char *at, *end;
+} Cursor;
+
+static void
+skip_ws(Cursor *c)
+{
+    while (c->at < c->end && (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t')) {
+        c->at++;
+    }
+}
+
+static int
+expect(Cursor *c, char ch)
+{
+    skip_ws(c);
+    if (c->at < c->end && *c->at == ch) {
+        c->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A JSON string without escapes (the caller checked there are none): its text. */
+static int
+string_at(Cursor *c, const char **text, Py_ssize_t *n)
+{
+    if (!expect(c, '"')) {
+        return 0;
+    }
+    const char *start = c->at;
+    const char *close = memchr(start, '"', (size_t)(c->end - start));
+    if (close == NULL) {
+        return 0;
+    }
+    *text = start;
+    *n = close - start;
+    c->at = close + 1;
+    return 1;
+}
+
+/* An item after the size (OKX: "0" and the order count): a string or a plain scalar. */
+static int
+skip_item(Cursor *c)
+{
+    skip_ws(c);
+    if (c->at < c->end && *c->at == '"') {
+        const char *text;
+        Py_ssize_t n;
+        return string_at(c, &text, &n);
+    }
+    const char *start = c->at;
+    while (c->at < c->end && *c->at != ',' && *c->at != ']' && *c->at != '[' && *c->at != '{' &&
+           *c->at != '"') {
+        c->at++;
+    }
+    return c->at > start;
+}
+
+static int
+text_double(const char *text, Py_ssize_t n, double *out)
+{
+    if (parse_decimal(text, n, out)) {
+        return 0;
+    }
+    PyObject *str = PyUnicode_DecodeUTF8(text, n, "strict");
+    if (str == NULL) {
+        return -1;
+    }
+    int result = to_double(str, out);
+    Py_DECREF(str);
+    return result;
+}
+
+static int
+apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
+{
+    const char *price, *size;
+    Py_ssize_t price_n, size_n;
+    if (!expect(c, '[') || !string_at(c, &price, &price_n) || !expect(c, ',') ||
+        !string_at(c, &size, &size_n)) {
+        return 0;
+    }
+    while (expect(c, ',')) {
+        if (!skip_item(c)) {
+            return 0;
+        }
+    }
+    if (!expect(c, ']')) {
+        return 0;
+    }
+    double p, s;
+    if (text_double(price, price_n, &p) < 0 || text_double(size, size_n, &s) < 0) {
+        return -1;
+    }
+    if (isnan(p)) {
+        PyErr_SetString(PyExc_ValueError, "book level price is not a number");
+        return -1;
+    }
+    double key = negate ? -p : p;
+    if (s == 0.0) {
+        return store_level(keys, levels, key, NULL) < 0 ? -1 : 1;
+    }
+    /* Only a level that is kept gets its text made into strings. */
+    PyObject *stored = PyTuple_New(2);
+    if (stored == NULL) {
+        return -1;
+    }
+    PyObject *price_str = PyUnicode_FromStringAndSize(price, price_n);
+    PyObject *size_str = price_str == NULL ? NULL : PyUnicode_FromStringAndSize(size, size_n);
+    if (size_str == NULL) {
+        Py_XDECREF(price_str);
+        Py_DECREF(stored);
+        return -1;
+    }
+    PyTuple_SET_ITEM(stored, 0, price_str); /* steals */
+    PyTuple_SET_ITEM(stored, 1, size_str);
+    int result = store_level(keys, levels, key, stored);
+    Py_DECREF(stored);
+    return result < 0 ? -1 : 1;
+}
+
+/* apply_side_raw(keys, levels, raw, negate) -> bool: one side's levels as the exchange's JSON
+ * array of [price, size, ...] string arrays (a msgspec.Raw). False, with nothing applied, when
+ * the text holds an escape (the caller decodes it the general way); ValueError when it is not
+ * such an array, with the levels before the fault applied, as apply_side does. */
+static PyObject *
+apply_side_raw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "apply_side_raw(keys, levels, raw, negate)");
+        return NULL;
+    }
+    PyObject *keys = args[0], *levels = args[1];
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(levels) ||
+        PyList_GET_SIZE(keys) != PyList_GET_SIZE(levels)) {
+        PyErr_SetString(PyExc_TypeError, "apply_side_raw needs two lists of the same length");
+        return NULL;
+    }
+    int negate = PyObject_IsTrue(args[3]);
+    if (negate < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)view.buf;
+    Cursor c = {start, start + view.len};
+    PyObject *result = NULL;
+    if (memchr(start, '\\', (size_t)view.len) != NULL) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    int ok = expect(&c, '[');
+    if (ok && !expect(&c, ']')) {
+        do {
+            ok = apply_raw_level(keys, levels, &c, negate);
+        } while (ok == 1 && expect(&c, ','));
+        if (ok == 1) {
+            ok = expect(&c, ']');
+        }
+    }
+    if (ok == 1) {
+        skip_ws(&c);
+        ok = c.at == c.end;
+    }
+    if (ok == 1) {
+        result = Py_NewRef(Py_True);
+    }
+    else if (ok == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "book levels are not an array of [price, size, ...] strings (byte %zd)",
+                     (Py_ssize_t)(c.at - start));
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(keys, levels, updates, negate): apply absolute level updates to a book side."},
+    {"apply_side_raw", (PyCFunction)(void (*)(void))apply_side_raw, METH_FASTCALL,
+     "apply_side_raw(keys, levels, raw, negate) -> bool: the same from the side's JSON array."},
     {NULL, NULL, 0, NULL},
 };
 

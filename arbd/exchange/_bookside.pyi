@@ -1,5 +1,7 @@
 from collections.abc import Sequence
 
+from msgspec import Raw
+
 from arbd.exchange.book import WireLevel
 
 def apply_side(
@@ -9,3 +11,10 @@ def apply_side(
     negate: bool,
     /,
 ) -> None: ...
+def apply_side_raw(
+    keys: list[float],
+    levels: list[tuple[str, str]],
+    raw: Raw,
+    negate: bool,
+    /,
+) -> bool: ...

@@ -64,11 +64,30 @@ def _apply_side_py(
             levels.insert(at, (price, size))
 
 
+_decode_levels = msgspec.json.Decoder(list[WireLevel]).decode
+
+
+def _apply_side_raw_py(
+    keys: list[float], levels: list[Level], raw: msgspec.Raw, negate: bool
+) -> bool:
+    """The reference implementation of ``apply_side_raw``: decode, then ``apply_side``."""
+    try:
+        updates = _decode_levels(raw)
+    except msgspec.DecodeError as exc:  # one error type for a malformed side, as in C
+        raise ValueError(
+            f"book levels are not an array of [price, size, ...] strings: {exc}"
+        ) from None
+    _apply_side_py(keys, levels, updates, negate)
+    return True
+
+
 apply_side: Callable[[list[float], list[Level], LevelUpdates, bool], None]
+apply_side_raw: Callable[[list[float], list[Level], msgspec.Raw, bool], bool]
 try:
-    from arbd.exchange._bookside import apply_side
-except ImportError:  # installed without a C compiler: the same loop in Python, ~3x slower
+    from arbd.exchange._bookside import apply_side, apply_side_raw
+except ImportError:  # installed without a C compiler: the same loops in Python, ~3x slower
     apply_side = _apply_side_py
+    apply_side_raw = _apply_side_raw_py
 COMPILED: Final = apply_side is not _apply_side_py
 """Whether book updates run in the compiled extension."""
 
@@ -134,6 +153,16 @@ class OrderBook:
         bids_side, asks_side = self.bids, self.asks
         apply_side(bids_side.keys, bids_side.levels, bids, True)
         apply_side(asks_side.keys, asks_side.levels, asks, False)
+        if sequence is not None:
+            self.sequence = sequence
+
+    def apply_raw(self, bids: msgspec.Raw, asks: msgspec.Raw, sequence: int | None = None) -> None:
+        """``apply`` for sides still in the frame's JSON (``[["price","size",...],...]`` as
+        ``msgspec.Raw``): the compiled loop reads the text in place and makes strings only for
+        the levels it keeps. An escape in the text takes the general decode instead."""
+        for side, raw, negate in ((self.bids, bids, True), (self.asks, asks, False)):
+            if not apply_side_raw(side.keys, side.levels, raw, negate):
+                _apply_side_raw_py(side.keys, side.levels, raw, negate)
         if sequence is not None:
             self.sequence = sequence
 

@@ -205,7 +205,8 @@ class BookSync:
     ) -> None:
         seq = item.seqId
         assert seq is not None
-        if not item.bids and not item.asks:
+        bids, asks = wire.decode_levels(item.bids), wire.decode_levels(item.asks)
+        if not bids and not asks:
             # No-snapshot mode may open with an empty "snapshot" that OKX says to ignore; the
             # first update then starts the REST bootstrap.
             if state.phase == "subscribing":
@@ -218,7 +219,7 @@ class BookSync:
         # book would go through REST for good.
         state.rest_mode = False
         state.generation += 1  # a WS snapshot supersedes any REST answer in flight
-        state.book.replace(item.bids, item.asks, seq)
+        state.book.replace(bids, asks, seq)
         state.book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, " in snapshot", received_ns, out):
             state.attempts = 0
@@ -269,7 +270,7 @@ class BookSync:
         if join_at is not None:
             state.join_at = None
             state.attempts = 0
-        book.apply(item.bids, item.asks, seq)
+        book.apply_raw(item.bids, item.asks, seq)
         book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, "", received_ns, out):
             self._publish(state, seq, ms(item.ts), received_ns, out)

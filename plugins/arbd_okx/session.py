@@ -315,10 +315,11 @@ class OkxSession(ExchangeSession):
             self.books.on_push(native, symbol, books, received_ns, out, action=action)
         elif channel == "price":
             for item in cast("list[wire.BookData]", data):
-                if not item.bids or not item.asks:
+                bids, asks = wire.decode_levels(item.bids), wire.decode_levels(item.asks)
+                if not bids or not asks:
                     self.stats.ignored += 1  # one side empty: no quote to give
                     continue
-                bid, ask = item.bids[0], item.asks[0]
+                bid, ask = bids[0], asks[0]
                 ts = ms(item.ts)
                 out.append(
                     Quote(

@@ -1,10 +1,19 @@
 import os
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arbd.exchange.book import COMPILED, OrderBook, WireLevel, _apply_side_py, apply_side
+from arbd.exchange.book import (
+    COMPILED,
+    OrderBook,
+    WireLevel,
+    _apply_side_py,
+    _apply_side_raw_py,
+    apply_side,
+    apply_side_raw,
+)
 
 
 def test_snapshot_then_deltas_keep_exact_text_and_order():
@@ -144,3 +153,55 @@ def test_the_compiled_update_is_built_when_ci_requires_it():
     # to the Python loop (4x slower books) would be a packaging bug.
     if os.environ.get("ARBD_REQUIRE_COMPILED"):
         assert COMPILED
+
+
+# -- sides straight from the frame's JSON -----------------------------------------------------
+
+raw_levels = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from(["100", "100.0", "100.5", "99.75", "1e3", "0.001"]),
+            st.decimals(min_value=0, max_value="1e9", allow_nan=False, places=4).map(
+                lambda d: f"{d:f}"
+            ),
+        ),
+        st.sampled_from(["0", "0.00000000", "1", "2.50", "3"]),
+        st.sampled_from(["", ',"0","4"', ", 7", ',"x",null,true']),  # OKX's extra items, or others
+        st.sampled_from(["", " ", "\n  "]),  # whitespace wherever JSON allows it
+    ),
+    max_size=20,
+)
+
+
+def side_json(levels: list[tuple[str, str, str, str]]) -> bytes:
+    items = [f'[{ws}"{p}"{ws},{ws}"{s}"{extra}{ws}]' for p, s, extra, ws in levels]
+    return ("[" + ", ".join(items) + " ]").encode()
+
+
+@pytest.mark.skipif(not COMPILED, reason="C extension not built")
+@given(st.booleans(), st.lists(raw_levels, max_size=10))
+def test_a_side_read_from_its_json_equals_the_python_loop(negate, batches):
+    compiled: tuple[list, list] = ([], [])
+    python: tuple[list, list] = ([], [])
+    for batch in batches:
+        raw = msgspec.Raw(side_json(batch))
+        assert apply_side_raw(*compiled, raw, negate) is True
+        _apply_side_raw_py(*python, raw, negate)
+        assert compiled == python
+        assert all(type(p) is str and type(s) is str for p, s in compiled[1])
+
+
+@pytest.mark.parametrize("apply", [_apply_side_raw_py, apply_side_raw])
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{}", b'[["1"]]', b'[["1",1]]', b'[["1","1"]', b'[["1","1"]] x', b'[["1","1"],]'],
+)
+def test_a_malformed_side_is_a_value_error(apply, raw):
+    with pytest.raises(ValueError):
+        apply([], [], msgspec.Raw(raw), False)
+
+
+def test_escaped_text_takes_the_general_decode():
+    book = OrderBook()
+    book.apply_raw(msgspec.Raw(b'[["\\u0031", "2"]]'), msgspec.Raw(b'[["3","1","0","9"]]'), 5)
+    assert (book.top_bids(5), book.top_asks(5), book.sequence) == ([("1", "2")], [("3", "1")], 5)
