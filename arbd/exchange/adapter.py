@@ -42,6 +42,7 @@ from typing import ClassVar, Final, Literal
 import msgspec
 
 from arbd.errors import ProtocolError
+from arbd.exchange.book import RESUBSCRIBE_REASON, book_status
 from arbd.model import Event, Subscription
 
 FRAME_ERRORS: Final = (
@@ -54,6 +55,21 @@ FRAME_ERRORS: Final = (
 )
 """What ``receive`` / ``on_http`` may raise for input they cannot parse. The driver and replay
 count such a frame and skip it; any other exception is a bug in the adapter and propagates."""
+
+
+def leading_text(data: bytes, prefix: bytes, stop: bytes = b'"') -> str | None:
+    """The text between ``prefix`` at the very start of ``data`` and the next ``stop``, or None
+    when ``data`` does not start so.
+
+    Exchanges put the routing key first in their data frames (``{"stream":"btcusdt@trade",...``);
+    reading it off the bytes lets an adapter pick the typed decoder for the whole frame and
+    decode once. Key order is not guaranteed by JSON: a frame that does not start so must still
+    be handled by the adapter's general path.
+    """
+    if not data.startswith(prefix):
+        return None
+    start = len(prefix)
+    return data[start : data.find(stop, start)].decode("ascii", "replace")
 
 
 class Keepalive(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,9 +227,15 @@ class ExchangeSession(abc.ABC):
         self._http.append(request)
 
     def emit(self, event: Event) -> None:
-        """Queue an event from a call that has no ``out`` list (``resubscribe``, say: a book
-        cleared for a fresh snapshot announces ``resyncing``); the driver publishes it."""
+        """Queue an event from a call that has no ``out`` list; the driver publishes it."""
         self._events.append(event)
+
+    def announce_resubscribing(self, symbol: str, now_ns: int) -> None:
+        """A valid book of ``symbol`` is dropped by ``resubscribe`` for a fresh snapshot:
+        publish it as ``resyncing`` (it is not served meanwhile). Announce ``valid`` again
+        with the snapshot."""
+        reason = RESUBSCRIBE_REASON
+        self.emit(book_status(self.adapter.spec.id, symbol, "resyncing", reason, now_ns))
 
     def refuse(self, subscription: Subscription, reason: str) -> None:
         """Record that the exchange refused ``subscription`` (see :attr:`refused`)."""

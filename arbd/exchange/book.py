@@ -64,7 +64,8 @@ def _apply_side_py(
             levels.insert(at, (price, size))
 
 
-_decode_levels = msgspec.json.Decoder(list[WireLevel]).decode
+decode_levels: Final = msgspec.json.Decoder(list[WireLevel]).decode
+"""One side as exchanges send it, ``[["price", "size", ...], ...]``, into ``WireLevel``s."""
 
 
 def _apply_side_raw_py(
@@ -72,7 +73,7 @@ def _apply_side_raw_py(
 ) -> bool:
     """The reference implementation of ``apply_side_raw``: decode, then ``apply_side``."""
     try:
-        updates = _decode_levels(raw)
+        updates = decode_levels(raw)
     except msgspec.DecodeError as exc:  # one error type for a malformed side, as in C
         raise ValueError(
             f"book levels are not an array of [price, size, ...] strings: {exc}"
@@ -160,9 +161,11 @@ class OrderBook:
         """``apply`` for sides still in the frame's JSON (``[["price","size",...],...]`` as
         ``msgspec.Raw``): the compiled loop reads the text in place and makes strings only for
         the levels it keeps. An escape in the text takes the general decode instead."""
-        for side, raw, negate in ((self.bids, bids, True), (self.asks, asks, False)):
-            if not apply_side_raw(side.keys, side.levels, raw, negate):
-                _apply_side_raw_py(side.keys, side.levels, raw, negate)
+        bids_side, asks_side = self.bids, self.asks
+        if not apply_side_raw(bids_side.keys, bids_side.levels, bids, True):
+            _apply_side_raw_py(bids_side.keys, bids_side.levels, bids, True)
+        if not apply_side_raw(asks_side.keys, asks_side.levels, asks, False):
+            _apply_side_raw_py(asks_side.keys, asks_side.levels, asks, False)
         if sequence is not None:
             self.sequence = sequence
 

@@ -56,6 +56,7 @@ from arbd.exchange.adapter import (
     HttpRequest,
     HttpResponse,
     Keepalive,
+    leading_text,
 )
 from arbd.exchange.symbols import check_symbols
 from arbd.model import CHANNELS, Candle, Event, Quote, Subscription, Trade
@@ -260,11 +261,11 @@ class BinanceSession(ExchangeSession):
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``) on garbage."""
         self.stats.frames += 1
         self._last_received_ns = received_ns
-        if data.startswith(STREAM_PREFIX):
-            # The common case, a combined-stream data frame: the stream name (read off the
-            # bytes) says what the payload is, so the whole frame is decoded once, typed.
-            end = data.find(b'"', 11)
-            target = self._cache.get(data[11:end].decode("ascii", "replace"))
+        stream_text = leading_text(data, STREAM_PREFIX)
+        if stream_text is not None:
+            # The common case, a combined-stream data frame: the stream name says what the
+            # payload is, so the whole frame is decoded once, typed.
+            target = self._cache.get(stream_text)
             if target is not None:
                 try:
                     frame = decode_stream_frame[target[0]].decode(data)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
-from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
-from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
+from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, leading_text
+from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
     PUSH_PREFIX,
@@ -178,7 +178,7 @@ class BybitSession(ExchangeSession):
             if route is not None and route.channel == "book":
                 if route.phase == "valid":  # it stops being served until the new snapshot
                     route.announced = True
-                    self.emit(self._status(route, "resyncing", RESUBSCRIBE_REASON, now_ns))
+                    self.announce_resubscribing(route.symbol, now_ns)
                 route.phase = "resyncing"
                 route.book.clear()
         self._request("unsubscribe", topics)
@@ -191,10 +191,11 @@ class BybitSession(ExchangeSession):
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises ``msgspec.DecodeError`` (a ``ValidationError``) on garbage."""
         self.stats.frames += 1
-        if data.startswith(PUSH_PREFIX):
-            # The common case, a data push of a known topic (read off the bytes): the whole
-            # frame is decoded once, typed by the channel the topic routes to.
-            route = self._routes.get(data[10 : data.find(b'"', 10)].decode("ascii", "replace"))
+        topic_text = leading_text(data, PUSH_PREFIX)
+        if topic_text is not None:
+            # The common case, a data push of a known topic: the whole frame is decoded once,
+            # typed by the channel the topic routes to.
+            route = self._routes.get(topic_text)
             if route is not None:
                 try:
                     push = decode_push[route.channel].decode(data)

@@ -43,7 +43,7 @@ import msgspec
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import FRAME_ERRORS, ConnectionPlan, ExchangeSession
-from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import normalize
 from arbd.model import Book, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 from arbd_coinbase.wire import (
@@ -176,7 +176,7 @@ class CoinbaseSession(ExchangeSession):
                     if state.phase == "valid":  # not served until the new snapshot
                         state.announced = True
                         for symbol in state.symbols:
-                            self.emit(self._status(symbol, "resyncing", RESUBSCRIBE_REASON, now_ns))
+                            self.announce_resubscribing(symbol, now_ns)
                     state.phase = "resyncing"
                     state.book.clear()
         for channel, streams in by_channel.items():

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import ConnectionPlan, ExchangeSession
-from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import normalize
 from arbd.model import Book, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 from arbd_kraken import wire
@@ -167,7 +167,7 @@ class KrakenSession(ExchangeSession):
                 if state is not None:
                     if state.phase == "valid":  # not served until the new snapshot
                         state.announced = True
-                        self.emit(self._status(state, "resyncing", RESUBSCRIBE_REASON, now_ns))
+                        self.announce_resubscribing(state.symbol, now_ns)
                     state.phase = "resyncing"
                     state.book.clear()
         self._subscribe_all("unsubscribe", subscriptions)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from arbd.errors import ProtocolError
 from arbd.exchange.adapter import HttpRequest, HttpResponse
-from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
+from arbd.exchange.book import OrderBook, book_status, decode_levels
 from arbd.model import Event, FeedStatus
 from arbd_okx import wire
 from arbd_okx.checksum import CHECKSUM_LEVELS, okx_checksum
@@ -129,7 +129,7 @@ class BookSync:
         if state is not None:
             if state.phase == "valid":  # not served until the new snapshot
                 state.announced = True
-                self.session.emit(self._status(state, "resyncing", RESUBSCRIBE_REASON, now_ns))
+                self.session.announce_resubscribing(state.symbol, now_ns)
             state.reset("subscribing")
             state.generation += 1  # answers to REST requests in flight are now stale
             state.attempts = 0
@@ -205,7 +205,7 @@ class BookSync:
     ) -> None:
         seq = item.seqId
         assert seq is not None
-        bids, asks = wire.decode_levels(item.bids), wire.decode_levels(item.asks)
+        bids, asks = decode_levels(item.bids), decode_levels(item.asks)
         if not bids and not asks:
             # No-snapshot mode may open with an empty "snapshot" that OKX says to ignore; the
             # first update then starts the REST bootstrap.

@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Final, cast
 
 import msgspec
 
-from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, HttpRequest, HttpResponse
+from arbd.exchange.adapter import (
+    ConnectionPlan,
+    ExchangeSession,
+    HttpRequest,
+    HttpResponse,
+    leading_text,
+)
+from arbd.exchange.book import decode_levels
 from arbd.exchange.symbols import normalize
 from arbd.model import Candle, Event, Quote, Subscription, Trade
 from arbd_okx import wire
@@ -133,11 +140,11 @@ class OkxSession(ExchangeSession):
         if data == b"pong":
             self.last_pong_ns = received_ns
             return
-        if data.startswith(wire.PUSH_PREFIX):
-            # The common case, a data push: its arg (read off the bytes, up to the closing
-            # brace) names the channel and instrument, so the whole frame is decoded once,
-            # typed, and routed without a second look.
-            key = data[7 : data.find(b"}", 7)].decode("ascii", "replace")
+        key = leading_text(data, wire.PUSH_PREFIX, b"}")
+        if key is not None:
+            # The common case, a data push: its arg (up to the closing brace) names the
+            # channel and instrument, so the whole frame is decoded once, typed, and routed
+            # without a second look.
             try:
                 route = self._push_routes[key]
             except KeyError:
@@ -315,7 +322,7 @@ class OkxSession(ExchangeSession):
             self.books.on_push(native, symbol, books, received_ns, out, action=action)
         elif channel == "price":
             for item in cast("list[wire.BookData]", data):
-                bids, asks = wire.decode_levels(item.bids), wire.decode_levels(item.asks)
+                bids, asks = decode_levels(item.bids), decode_levels(item.asks)
                 if not bids or not asks:
                     self.stats.ignored += 1  # one side empty: no quote to give
                     continue

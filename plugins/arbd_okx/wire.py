@@ -43,7 +43,7 @@ class BookData(msgspec.Struct):
 
     The sides stay raw JSON: an update goes to ``OrderBook.apply_raw``, which reads the text in
     place (half the cost of decoding ~25 levels into objects first); snapshots and quotes
-    decode them with :data:`decode_levels`."""
+    decode them with ``arbd.exchange.book.decode_levels``."""
 
     asks: msgspec.Raw
     bids: msgspec.Raw
@@ -92,8 +92,8 @@ class CandlesPush(Push):
     data: list[list[str]]
 
 
-PUSH_PREFIX: Final = b'{"arg":{"channel":"'
-"""How OKX begins every data push; the channel name follows, up to a quote."""
+PUSH_PREFIX: Final = b'{"arg":'
+"""How OKX begins every data push; its arg object follows, up to a closing brace."""
 
 decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
     "books": msgspec.json.Decoder(BooksPush),
@@ -105,8 +105,6 @@ decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
 
 decode_frame = msgspec.json.Decoder(Frame).decode
 decode_arg = msgspec.json.Decoder(Arg).decode
-decode_levels = msgspec.json.Decoder(list[WireLevel]).decode
-"""A side of :class:`BookData`: only price and size of each level are decoded."""
 decode_books = msgspec.json.Decoder(list[BookData]).decode
 decode_trades = msgspec.json.Decoder(list[TradeData]).decode
 decode_candles = msgspec.json.Decoder(list[list[str]]).decode

@@ -34,7 +34,7 @@ from arbd.exchange.adapter import (
     Instrument,
     Keepalive,
 )
-from arbd.exchange.book import RESUBSCRIBE_REASON, OrderBook, book_status
+from arbd.exchange.book import OrderBook, book_status
 from arbd.exchange.symbols import check_symbols, normalize
 from arbd.model import CHANNELS, Candle, Event, FeedStatus, Level, Quote, Subscription, Trade
 
@@ -310,7 +310,7 @@ class SimplexSession(ExchangeSession):
                 if state is not None:
                     if state.phase == "valid":  # not served until the new snapshot
                         state.announced = True
-                        self.emit(self._status(state, "resyncing", RESUBSCRIBE_REASON, now_ns))
+                        self.announce_resubscribing(state.symbol, now_ns)
                     state.phase = "resyncing"
                     state.book.clear()
         self._request("unsubscribe", args)
