@@ -54,6 +54,23 @@ def offset(exchange: int, symbol: int, dislocated: float) -> float:
     return base
 
 
+def stream(
+    make: Callable[[int, int], Event],
+    n_exchanges: int,
+    n_symbols: int,
+    updates: int,
+    rng: random.Random,
+) -> tuple[list[list[Event]], list[list[Event]]]:
+    """(priming batches: every market once, measured batches: ``BATCH`` events of one random
+    exchange each) from ``make(exchange, symbol)``."""
+    prime: list[list[Event]] = [[make(e, s)] for s in range(n_symbols) for e in range(n_exchanges)]
+    batches: list[list[Event]] = []
+    for _ in range(updates // BATCH):
+        e = rng.randrange(n_exchanges)
+        batches.append([make(e, rng.randrange(n_symbols)) for _ in range(BATCH)])
+    return prime, batches
+
+
 def quote_stream(
     n_exchanges: int, n_symbols: int, updates: int, dislocated: float
 ) -> tuple[list[list[Event]], list[list[Event]]]:
@@ -78,12 +95,7 @@ def quote_stream(
             received_ns=now,
         )
 
-    prime: list[list[Event]] = [[make(e, s)] for s in range(n_symbols) for e in range(n_exchanges)]
-    batches: list[list[Event]] = []
-    for _ in range(updates // BATCH):
-        e = rng.randrange(n_exchanges)
-        batches.append([make(e, rng.randrange(n_symbols)) for _ in range(BATCH)])
-    return prime, batches
+    return stream(make, n_exchanges, n_symbols, updates, rng)
 
 
 def book_stream(
@@ -111,12 +123,7 @@ def book_stream(
             received_ns=now,
         )
 
-    prime: list[list[Event]] = [[make(e, s)] for s in range(n_symbols) for e in range(n_exchanges)]
-    batches: list[list[Event]] = []
-    for _ in range(updates // BATCH):
-        e = rng.randrange(n_exchanges)
-        batches.append([make(e, rng.randrange(n_symbols)) for _ in range(BATCH)])
-    return prime, batches
+    return stream(make, n_exchanges, n_symbols, updates, rng)
 
 
 def run_once(

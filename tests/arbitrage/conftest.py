@@ -6,15 +6,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+import pytest
 
 from arbd.arbitrage import ArbitrageEngine
 from arbd.config import ArbitrageConfig
 from arbd.model import Arbitrage, Book, Event, FeedStatus, Quote
+from arbd.plugins import PluginRegistry, load_plugins
+from arbd_simplex.adapter import SimplexAdapter
 
 S = 1_700_000_000_000_000_000
 """A base time, ns since the epoch."""
 MS = 1_000_000
 FEES = {"a": 0.1, "b": 0.1, "c": 0.1, "d": 0.1}
+
+
+class MirrorAdapter(SimplexAdapter):
+    """The simplex adapter under a second id: two exchanges from one fake protocol."""
+
+    spec = msgspec.structs.replace(SimplexAdapter.spec, id="mirror", name="Mirror")
+
+
+@pytest.fixture(scope="module")
+def registry() -> PluginRegistry:
+    """Simplex and its mirror, nothing else installed."""
+    registry = load_plugins(env={"ARBD_LOAD_PLUGINS": "simplex"})
+    registry.exchanges["mirror"] = MirrorAdapter
+    return registry
 
 
 def settings(**changes: Any) -> ArbitrageConfig:

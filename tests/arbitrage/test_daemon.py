@@ -13,19 +13,6 @@ from arbd.exchange.adapter import Instrument
 from arbd.feed.clock import TrioClock
 from arbd.hub import Filter
 from arbd.model import Arbitrage, Quote
-from arbd.plugins import PluginRegistry, load_plugins
-from arbd_simplex.adapter import SimplexAdapter
-
-
-class MirrorAdapter(SimplexAdapter):
-    spec = msgspec.structs.replace(SimplexAdapter.spec, id="mirror", name="Mirror")
-
-
-@pytest.fixture(scope="module")
-def registry() -> PluginRegistry:
-    registry = load_plugins(env={"ARBD_LOAD_PLUGINS": "simplex"})
-    registry.exchanges["mirror"] = MirrorAdapter
-    return registry
 
 
 def config(**arbitrage: object) -> Config:

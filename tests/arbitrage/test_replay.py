@@ -17,9 +17,8 @@ import pytest
 from arbd.capture import CaptureWriter
 from arbd.config import ArbitrageConfig, Config
 from arbd.model import Arbitrage, Event
-from arbd.plugins import PluginRegistry, load_plugins
+from arbd.plugins import PluginRegistry
 from arbd.replay import replay
-from arbd_simplex.adapter import SimplexAdapter
 
 from .conftest import MS, S
 
@@ -27,17 +26,6 @@ INSTRUMENTS = (
     b'{"instruments":[{"symbol":"BTC-USDT","base":"BTC","quote":"USDT","tick":"0.01",'
     b'"lot":"0.0001"}]}'
 )
-
-
-class MirrorAdapter(SimplexAdapter):
-    spec = msgspec.structs.replace(SimplexAdapter.spec, id="mirror", name="Mirror")
-
-
-@pytest.fixture(scope="module")
-def registry() -> PluginRegistry:
-    registry = load_plugins(env={"ARBD_LOAD_PLUGINS": "simplex"})
-    registry.exchanges["mirror"] = MirrorAdapter
-    return registry
 
 
 def price(seq: int, at_ms: int, bid: str, ask: str) -> bytes:
