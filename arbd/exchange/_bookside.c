@@ -41,29 +41,38 @@ parse_decimal(const char *c, Py_ssize_t n, double *out)
         negative = 1;
         i = 1;
     }
+    /* At most 15 digits cannot exceed 2^53 (9.007e15) and need no overflow check per digit:
+     * the common case (exchange prices and sizes) runs the short loops below. */
     uint64_t digits = 0;
-    int decimals = -1, seen = 0;
-    for (; i < n; i++) {
-        char ch = c[i];
-        if (ch >= '0' && ch <= '9') {
-            digits = digits * 10 + (uint64_t)(ch - '0');
-            if (digits > (1ULL << 53)) {
-                return 0;
-            }
-            seen = 1;
-            if (decimals >= 0 && ++decimals > 22) {
-                return 0;
-            }
-        }
-        else if (ch == '.' && decimals < 0) {
-            decimals = 0;
-        }
-        else {
-            return 0;
-        }
+    Py_ssize_t start = i;
+    for (; i < n && c[i] >= '0' && c[i] <= '9'; i++) {
+        digits = digits * 10 + (uint64_t)(c[i] - '0');
     }
-    if (!seen) {
-        return 0;
+    Py_ssize_t int_digits = i - start;
+    Py_ssize_t decimals = 0;
+    if (i < n && c[i] == '.') {
+        Py_ssize_t frac = ++i;
+        for (; i < n && c[i] >= '0' && c[i] <= '9'; i++) {
+            digits = digits * 10 + (uint64_t)(c[i] - '0');
+        }
+        decimals = i - frac;
+    }
+    if (i != n || int_digits + decimals == 0 || decimals > 22) {
+        return 0; /* not plain decimal text (exponent, sign, spaces...): float() decides */
+    }
+    if (int_digits + decimals > 15) {
+        /* Leading zeros ("0.00012345") keep the value small: recount exactly. */
+        uint64_t check = 0;
+        for (Py_ssize_t k = start; k < n; k++) {
+            if (c[k] == '.') {
+                continue;
+            }
+            if (check > ((1ULL << 53) - (uint64_t)(c[k] - '0')) / 10) {
+                return 0;
+            }
+            check = check * 10 + (uint64_t)(c[k] - '0');
+        }
+        digits = check;
     }
     double value = (double)digits;
     if (decimals > 0) {
@@ -71,6 +80,31 @@ parse_decimal(const char *c, Py_ssize_t n, double *out)
     }
     *out = negative ? -value : value;
     return 1;
+}
+
+/* Whether plain decimal text is a zero ("0", "0.00000000"): a size only needs that answer.
+ * 1 zero, 0 non-zero, -1 not plain decimal text (the caller parses it as a number). */
+static int
+decimal_is_zero(const char *c, Py_ssize_t n)
+{
+    int dot = 0, digits = 0, zero = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char ch = c[i];
+        if (ch == '0') {
+            digits = 1;
+        }
+        else if (ch >= '1' && ch <= '9') {
+            digits = 1;
+            zero = 0;
+        }
+        else if (ch == '.' && !dot) {
+            dot = 1;
+        }
+        else {
+            return -1;
+        }
+    }
+    return digits ? zero : -1;
 }
 
 static int
@@ -111,6 +145,24 @@ to_double(PyObject *value, double *out)
     return -1;
 }
 
+/* Whether a size (str, float or int) is zero; -1 on error. Plain decimal text is only scanned. */
+static int
+size_is_zero(PyObject *size)
+{
+    if (PyUnicode_Check(size) && PyUnicode_IS_ASCII(size)) {
+        int zero = decimal_is_zero((const char *)PyUnicode_1BYTE_DATA(size),
+                                   PyUnicode_GET_LENGTH(size));
+        if (zero >= 0) {
+            return zero;
+        }
+    }
+    double s;
+    if (to_double(size, &s) < 0) {
+        return -1;
+    }
+    return s == 0.0;
+}
+
 /* First index whose key is >= key (bisect_left) in a list of exact floats. */
 static Py_ssize_t
 bisect_left(PyObject *keys, double key)
@@ -129,6 +181,21 @@ bisect_left(PyObject *keys, double key)
     return lo;
 }
 
+/* Delete item `at` of a list in place. PyList_SetSlice does the same through the general
+ * slice assignment, which was a tenth of a book update; the list's allocation is kept (a
+ * side's length only moves within its depth). The item is released last, when the list is
+ * consistent again. */
+static void
+remove_at(PyObject *list, Py_ssize_t at)
+{
+    PyListObject *l = (PyListObject *)list;
+    Py_ssize_t n = Py_SIZE(l);
+    PyObject *old = l->ob_item[at];
+    memmove(&l->ob_item[at], &l->ob_item[at + 1], (size_t)(n - at - 1) * sizeof(PyObject *));
+    Py_SET_SIZE(l, n - 1);
+    Py_DECREF(old);
+}
+
 /* Put `stored` (borrowed; NULL for size zero, which removes) at `key` of a side. */
 static int
 store_level(PyObject *keys, PyObject *levels, double key, PyObject *stored)
@@ -139,10 +206,9 @@ store_level(PyObject *keys, PyObject *levels, double key, PyObject *stored)
         if (!found) {
             return 0;
         }
-        return (PyList_SetSlice(keys, at, at + 1, NULL) < 0 ||
-                PyList_SetSlice(levels, at, at + 1, NULL) < 0)
-                   ? -1
-                   : 0;
+        remove_at(keys, at);
+        remove_at(levels, at);
+        return 0;
     }
     if (found) {
         Py_INCREF(stored);
@@ -193,8 +259,12 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         Py_DECREF(pair);
         return result;
     }
-    double p, s;
-    if (to_double(price, &p) < 0 || to_double(size, &s) < 0) {
+    double p;
+    if (to_double(price, &p) < 0) {
+        return -1;
+    }
+    int zero = size_is_zero(size);
+    if (zero < 0) {
         return -1;
     }
     if (isnan(p)) {
@@ -202,7 +272,7 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         return -1;
     }
     double key = negate ? -p : p;
-    if (s == 0.0) {
+    if (zero) {
         return store_level(keys, levels, key, NULL);
     }
     PyObject *stored;
@@ -329,6 +399,23 @@ text_double(const char *text, Py_ssize_t n, double *out)
     return result;
 }
 
+/* A str of JSON string text without escapes: ASCII (what numbers are) is copied straight
+ * into a new compact string, skipping the UTF-8 decoder; anything else is decoded. */
+static PyObject *
+text_string(const char *text, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)text[i] >= 0x80) {
+            return PyUnicode_DecodeUTF8(text, n, "strict");
+        }
+    }
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(str), text, (size_t)n);
+    }
+    return str;
+}
+
 static int
 apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
 {
@@ -346,28 +433,47 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
     if (!expect(c, ']')) {
         return 0;
     }
-    double p, s;
-    if (text_double(price, price_n, &p) < 0 || text_double(size, size_n, &s) < 0) {
+    double p;
+    if (text_double(price, price_n, &p) < 0) {
         return -1;
+    }
+    int zero = decimal_is_zero(size, size_n);
+    if (zero < 0) {
+        double s;
+        if (text_double(size, size_n, &s) < 0) {
+            return -1;
+        }
+        zero = s == 0.0;
     }
     if (isnan(p)) {
         PyErr_SetString(PyExc_ValueError, "book level price is not a number");
         return -1;
     }
     double key = negate ? -p : p;
-    if (s == 0.0) {
+    if (zero) {
         return store_level(keys, levels, key, NULL) < 0 ? -1 : 1;
     }
-    /* Only a level that is kept gets its text made into strings. */
-    PyObject *stored = PyTuple_New(2);
-    if (stored == NULL) {
-        return -1;
+    /* Only a level that is kept gets its text made into strings. A level that is already in
+     * the book under the same price text keeps that string (an update changes the size). */
+    PyObject *price_str = NULL;
+    Py_ssize_t at = bisect_left(keys, key);
+    if (at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key) {
+        PyObject *old = PyList_GET_ITEM(levels, at);
+        PyObject *old_price = PyTuple_CheckExact(old) ? PyTuple_GET_ITEM(old, 0) : NULL;
+        if (old_price != NULL && PyUnicode_CheckExact(old_price) && PyUnicode_IS_ASCII(old_price) &&
+            PyUnicode_GET_LENGTH(old_price) == price_n &&
+            memcmp(PyUnicode_1BYTE_DATA(old_price), price, (size_t)price_n) == 0) {
+            price_str = Py_NewRef(old_price);
+        }
     }
-    PyObject *price_str = PyUnicode_FromStringAndSize(price, price_n);
-    PyObject *size_str = price_str == NULL ? NULL : PyUnicode_FromStringAndSize(size, size_n);
-    if (size_str == NULL) {
+    if (price_str == NULL) {
+        price_str = text_string(price, price_n);
+    }
+    PyObject *size_str = price_str == NULL ? NULL : text_string(size, size_n);
+    PyObject *stored = size_str == NULL ? NULL : PyTuple_New(2);
+    if (stored == NULL) {
         Py_XDECREF(price_str);
-        Py_DECREF(stored);
+        Py_XDECREF(size_str);
         return -1;
     }
     PyTuple_SET_ITEM(stored, 0, price_str); /* steals */

@@ -148,6 +148,36 @@ def test_a_level_that_is_not_a_number_raises_after_applying_the_ones_before(appl
     assert levels == [("1", "1")]
 
 
+# Plain decimal text of any length: long digit runs, leading zeros, up to 25 decimals, around
+# 2^53 (the compiled parser's exact-integer limit), with or without a sign.
+decimal_texts = st.builds(
+    lambda sign, whole, frac: f"{sign}{whole}{'.' if frac is not None else ''}{frac or ''}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.from_regex(r"[0-9]{1,20}", fullmatch=True), st.just("9007199254740993")),
+    st.one_of(st.none(), st.from_regex(r"[0-9]{0,25}", fullmatch=True)),
+)
+
+
+@pytest.mark.skipif(not COMPILED, reason="C extension not built")
+@given(decimal_texts, decimal_texts)
+def test_compiled_numbers_are_exactly_what_float_reads(price, size):
+    """The compiled loop's own decimal parser must give float(text), bit for bit, and call a
+    size zero exactly when float() does: the book's order and its removals depend on it."""
+    for apply, side in ((apply_side, [(price, size)]), (apply_side_raw, _raw_side(price, size))):
+        keys: list[float] = []
+        levels: list[tuple[str, str]] = []
+        assert apply(keys, levels, side, False) in (None, True)
+        if float(size) == 0:
+            assert (keys, levels) == ([], [])
+        else:
+            assert keys == [float(price)]
+            assert levels == [(price, size)]
+
+
+def _raw_side(price: str, size: str) -> msgspec.Raw:
+    return msgspec.Raw(f'[["{price}","{size}"]]'.encode())
+
+
 def test_the_compiled_update_is_built_when_ci_requires_it():
     # .ci/run sets ARBD_REQUIRE_COMPILED: a CI machine has a compiler, so a silent fallback
     # to the Python loop (4x slower books) would be a packaging bug.
