@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -39,12 +38,10 @@ from arbd.arbitrage.conversion import conversion_symbols
 from arbd.config import Config, ExchangeConfig, load_config
 from arbd.errors import ConfigError, FeedError
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
+from arbd.exchange.symbols import parse_symbols
 from arbd.feed.clock import TrioClock
-from arbd.feed.counters import FeedCounters
 from arbd.feed.exchange import ExchangeFeed, FeedSet, fetch_instruments
 from arbd.feed.recorder import Recorder
-from arbd.feed.rest import RestClient
-from arbd.feed.supervisor import FeedContext
 from arbd.feed.transport import Opener, make_tcp_opener
 from arbd.hub import Hub
 from arbd.logs import set_level
@@ -58,7 +55,6 @@ log = logging.getLogger("arbd")
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CLOSED_HISTORY = 200
 """Closed opportunities kept for ``opportunities(include_closed=True)``."""
-_SYMBOL = re.compile(r"[A-Z0-9]+/[A-Z0-9]+")
 
 
 def build_adapter(
@@ -117,7 +113,13 @@ class Daemon:
         self.recorder = recorder
         self.recorders = dict(recorders or {})
         self.rng = rng
-        self.feeds = FeedSet()
+        self.feeds = FeedSet(
+            sink=self.publish,
+            opener=self.opener,
+            rest_transport=rest_transport,
+            recorders=lambda exchange: self.recorders.get(exchange, self.recorder),
+            rng=rng,
+        )
         extra = conversion_symbols(config)
         self.adapters = {
             exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
@@ -169,8 +171,8 @@ class Daemon:
             self._started = (clock.now(), clock.wall_ns() / 1e9)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.feeds.run)
-                for exchange_id, adapter in self.adapters.items():
-                    await self.feeds.start(self._make_feed(exchange_id, adapter, self.config))
+                for adapter in self.adapters.values():
+                    await self.feeds.start(self.feeds.create(adapter, self.config, clock))
                 if self.engine is not None:
                     await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
                 nursery.start_soon(self._sample_rates, clock)
@@ -185,35 +187,6 @@ class Daemon:
         """Shut the whole daemon down gracefully: :meth:`run` returns once every connection
         is closed. Safe to call at any time, also before :meth:`run`."""
         self._stop.cancel()
-
-    def _make_feed(
-        self,
-        exchange_id: str,
-        adapter: ExchangeAdapter,
-        config: Config,
-        counters: FeedCounters | None = None,
-    ) -> ExchangeFeed:
-        assert self._clock is not None, "the daemon is not running"
-        ex = config.exchanges[exchange_id]
-        rotate_after = adapter.spec.rotate_after if ex.rotate_after is None else ex.rotate_after
-        ctx = FeedContext(
-            adapter=adapter,
-            feed=config.feed,
-            sink=self.publish,
-            opener=self.opener,
-            clock=self._clock,
-            rest=RestClient(
-                timeout=config.feed.rest_timeout,
-                retries=config.feed.rest_retries,
-                transport=self.rest_transport,
-            ),
-            stale_after=ex.stale_after or config.feed.stale_after,
-            rotate_after=rotate_after or None,
-            recorder=self.recorders.get(exchange_id, self.recorder),
-            rng=self.rng,
-            counters=counters,
-        )
-        return ExchangeFeed(ctx)
 
     async def _run_arbitrage_ticks(
         self,
@@ -279,7 +252,7 @@ class Daemon:
         not touched). Returns those newly subscribed. ``ConfigError`` for an unknown or
         disabled exchange or a symbol it does not list (nothing changes then)."""
         async with self._lock:
-            return await self._feed(exchange).add(_symbols(symbols))
+            return await self._feed(exchange).add(parse_symbols(symbols))
 
     async def remove_symbols(self, exchange: str, symbols: Sequence[str]) -> list[str]:
         """Unsubscribe ``symbols`` on ``exchange``: their data stops, the hub forgets their
@@ -287,7 +260,7 @@ class Daemon:
         only other symbols are not touched. Returns the symbols removed."""
         async with self._lock:
             feed = self._feed(exchange)
-            wanted = feed.check_remove(_symbols(symbols))
+            wanted = feed.check_remove(parse_symbols(symbols))
             conversion = conversion_symbols(self.config).get(exchange, [])
             for symbol in wanted:
                 if symbol in conversion:
@@ -364,7 +337,8 @@ class Daemon:
                 adapter = build_adapter(ex, settings, self.registry, extra.get(ex, ()))
                 old = feeds.get(ex)
                 counters = old.ctx.counters if old is not None else None
-                prepared[ex] = feed = self._make_feed(ex, adapter, plan.config, counters)
+                assert self._clock is not None
+                prepared[ex] = feed = self.feeds.create(adapter, plan.config, self._clock, counters)
                 await self._preload_instruments(feed)
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -404,19 +378,6 @@ class Daemon:
         for ex, feed in prepared.items():
             self.adapters[ex] = feed.ctx.adapter
             await self.feeds.start(feed, wait=False)
-
-
-def _symbols(symbols: Sequence[str]) -> list[str]:
-    """Normalized symbols from a user (``btc/usdt`` is ``BTC/USDT``); ConfigError if malformed."""
-    if isinstance(symbols, str):
-        symbols = [symbols]
-    out = [s.strip().upper() for s in symbols]
-    if not out:
-        raise ConfigError("no symbols given")
-    for symbol in out:
-        if not _SYMBOL.fullmatch(symbol):
-            raise ConfigError(f"{symbol!r} is not a BASE/QUOTE symbol like BTC/USDT")
-    return out
 
 
 async def run_until_signal(daemon: Daemon) -> None:

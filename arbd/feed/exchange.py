@@ -23,15 +23,24 @@ exchanges can be added and removed at runtime (config reload).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 
+import httpx
 import msgspec
 import trio
 
+from arbd.config import Config
 from arbd.errors import ConfigError, FeedError, RateLimited
-from arbd.exchange.adapter import ConnectionPlan, HttpResponse
+from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, HttpResponse
 from arbd.exchange.symbols import check_symbols
+from arbd.feed.clock import TrioClock
+from arbd.feed.connection import Sink
+from arbd.feed.counters import FeedCounters
+from arbd.feed.recorder import Recorder
+from arbd.feed.rest import RestClient
 from arbd.feed.supervisor import ConnectionSupervisor, FeedContext
+from arbd.feed.transport import Opener
 from arbd.model import Subscription
 from arbd.status import ExchangeState, ExchangeStatus
 
@@ -294,13 +303,58 @@ class FeedSet:
     """Every exchange's feed in one nursery, each in its own cancel scope.
 
     ``await nursery.start(feeds.run)``, then :meth:`start` / :meth:`stop` feeds at any time
-    while it runs. A feed's REST client is closed when its feed ends.
+    while it runs; :meth:`create` builds a feed from the config with the I/O given here. A
+    feed's REST client is closed when its feed ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        sink: Sink,
+        opener: Opener,
+        rest_transport: httpx.AsyncBaseTransport | None = None,
+        recorders: Callable[[str], Recorder | None] = lambda exchange: None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.feeds: dict[str, ExchangeFeed] = {}
         self._runs: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
         self._nursery: trio.Nursery | None = None
+        self._sink = sink
+        self._opener = opener
+        self._rest_transport = rest_transport
+        self._recorders = recorders
+        self._rng = rng
+
+    def create(
+        self,
+        adapter: ExchangeAdapter,
+        config: Config,
+        clock: TrioClock,
+        counters: FeedCounters | None = None,
+    ) -> ExchangeFeed:
+        """A feed (not started) for ``adapter`` under ``config``'s feed and exchange settings.
+        ``counters``: the previous feed's, when an exchange's feed is replaced."""
+        exchange = adapter.spec.id
+        ex = config.exchanges[exchange]
+        rotate_after = adapter.spec.rotate_after if ex.rotate_after is None else ex.rotate_after
+        ctx = FeedContext(
+            adapter=adapter,
+            feed=config.feed,
+            sink=self._sink,
+            opener=self._opener,
+            clock=clock,
+            rest=RestClient(
+                timeout=config.feed.rest_timeout,
+                retries=config.feed.rest_retries,
+                transport=self._rest_transport,
+            ),
+            stale_after=ex.stale_after or config.feed.stale_after,
+            rotate_after=rotate_after or None,
+            recorder=self._recorders(exchange),
+            rng=self._rng,
+            counters=counters,
+        )
+        return ExchangeFeed(ctx)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
