@@ -299,7 +299,10 @@ class Daemon:
         The outcome is logged either way.
         """
         if not self.config_path:
-            raise ConfigError("no config file to reload: the daemon was started without --config")
+            raise ConfigError(
+                "nothing to reload: this daemon was not started from a config file "
+                "(arbd start --config FILE)"
+            )
         async with self._lock:
             try:
                 plan = plan_reload(

@@ -213,7 +213,7 @@ async def test_log_level_applies_live_and_start_up_keys_need_a_restart(
 
 async def test_reload_without_a_config_file_is_refused(registry):
     daemon = Daemon(Config(), registry)
-    with pytest.raises(ConfigError, match="started without --config"):
+    with pytest.raises(ConfigError, match="not started from a config file"):
         await daemon.reload()
 
 
