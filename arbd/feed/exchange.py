@@ -285,7 +285,7 @@ class ExchangeFeed:
         supervisors = self.supervisors
         if not supervisors:
             return "stopped", ""  # every symbol removed at runtime
-        if all(s.state == "failed" for s in supervisors):
+        if all(s.gave_up for s in supervisors):
             return "failed", "every connection gave up (feed.max_attempts)"
         live = sum(1 for s in supervisors if s.state == "live")
         # ``stale``: connected, but some subscription gets no data.

@@ -158,6 +158,8 @@ class ConnectionSupervisor:
         self._handover: Handover | None = None
         self._failure: FeedError | None = None
         self.went_live = False
+        self.gave_up = False
+        """``feed.max_attempts`` failures in a row: the slot stopped trying."""
         """Some connection of this slot has been live (``starting`` vs ``down`` in status)."""
         self.removed = False
         """Set before cancelling a slot that is removed for good (runtime symbol or exchange
@@ -201,6 +203,7 @@ class ConnectionSupervisor:
                     backoff.connection_ended(ctx.clock.now() - live_since[0])
                 delay = max(backoff.next_delay(), retry_after)
                 if backoff.exhausted:
+                    self.gave_up = True
                     self._set_state("failed", f"gave up after {backoff.failures} attempts")
                     ctx.sink([ctx.status("exchange", "failed", reason="too many failed attempts")])
                     return
