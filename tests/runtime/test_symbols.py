@@ -144,3 +144,21 @@ async def test_removing_symbols_of_one_connection_leaves_the_others_alone(
             assert (last.state, last.reason) == ("stopped", "removed")
             assert daemon.status().exchanges[0].state in ("live", "degraded")
             assert daemon.status().exchanges[0].connections == 1
+
+
+async def test_a_live_conversion_market_cannot_be_removed_at_runtime(
+    virtual_time, tmp_path, registry
+):
+    async with open_fake(SimplexFake([BTC, "USDT/USD"])) as fake:
+        live = (
+            'conversion = "live"\nquote_groups = [["USD", "USDT"]]\n'
+            'conversion_markets = ["simplex:USDT/USD"]\n'
+        )
+        text = config_text({"simplex": fake}, {"simplex": [BTC]}, arbitrage=live)
+        daemon = make_daemon(tmp_path / "arbd.toml", text, registry)
+        async with running(daemon):
+            await fake.wait_connected()
+            assert daemon.markets() == {"simplex": [BTC, "USDT/USD"]}
+            with pytest.raises(ConfigError, match=r"from arbitrage\.conversion_markets and reload"):
+                await daemon.remove_symbols("simplex", ["USDT/USD"])
+            assert daemon.markets() == {"simplex": [BTC, "USDT/USD"]}
