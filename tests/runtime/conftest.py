@@ -14,6 +14,7 @@ from arbd.config import load_config
 from arbd.daemon import Daemon
 from arbd.model import CHANNELS
 from arbd.plugins import PluginRegistry, load_plugins
+from arbd.testing.fake import FakeConnection
 from arbd_simplex.adapter import SimplexAdapter
 from arbd_simplex.fake import SimplexFake
 
@@ -74,3 +75,10 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
         await nursery.start(daemon.run)
         yield daemon
         daemon.request_stop()
+
+
+async def closed_politely(fake: SimplexFake, conn: FakeConnection) -> None:
+    """Wait until ``conn`` is gone, then check arbd closed it politely (code 1000)."""
+    with trio.fail_after(10):
+        await fake.wait_for(lambda: conn.closed)
+    assert conn.close_code == 1000

@@ -17,7 +17,7 @@ from arbd.testing.fake import open_fake
 from arbd.testing.harness import wait_until
 from arbd_simplex.fake import SimplexFake
 
-from .conftest import config_text, make_daemon, running, subs
+from .conftest import closed_politely, config_text, make_daemon, running, subs
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 
@@ -108,7 +108,7 @@ async def test_exchanges_come_and_go(virtual_time, tmp_path, registry):
             path.write_text(config_text(fakes, {"simplex": [BTC]}))
             assert await daemon.reload() == ["mirror: removed"]
 
-            assert mirror_conn.close_code == 1000
+            await closed_politely(high, mirror_conn)
             assert list(daemon.markets()) == ["simplex"]
             assert [e.exchange for e in daemon.status().exchanges] == ["simplex"]
             state = daemon.hub.state
@@ -137,7 +137,7 @@ async def test_a_changed_book_depth_restarts_only_that_feed(virtual_time, tmp_pa
 
             assert await daemon.reload() == ["mirror: book_depth 20 -> 5 (feed restarted)"]
 
-            assert restarted.close_code == 1000
+            await closed_politely(high, restarted)
             with trio.fail_after(10):
                 await high.wait_for(lambda: high.connection_count == 2)
             await wait_until(lambda: daemon.hub.state.books.get(("mirror", BTC)) is not None)

@@ -14,7 +14,7 @@ from arbd.testing.fake import open_fake
 from arbd.testing.harness import wait_until
 from arbd_simplex.fake import SimplexFake
 
-from .conftest import config_text, make_daemon, running, subs
+from .conftest import closed_politely, config_text, make_daemon, running, subs
 
 BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
 
@@ -101,9 +101,10 @@ async def test_removed_symbols_stop_and_their_state_is_dropped(virtual_time, tmp
 
             assert removed == [ETH]
             # The connection carried both: it is closed politely and replaced by one with BTC.
-            assert first.close_code == 1000
+            await closed_politely(fake, first)
             with trio.fail_after(10):
-                second = await fake.wait_connected()
+                await fake.wait_for(lambda: fake.connection_count == 2 and first.closed)
+                second = fake.connections[-1]
                 await fake.wait_for(lambda: second.subscriptions == subs("BTC-USDT"))
             state = daemon.hub.state
             assert not [
@@ -136,7 +137,7 @@ async def test_removing_symbols_of_one_connection_leaves_the_others_alone(
 
             assert await daemon.remove_symbols("simplex", [ETH]) == [ETH]
 
-            assert second.close_code == 1000
+            await closed_politely(fake, second)
             assert fake.connection_count == 2  # nothing replaced, nothing reconnected
             assert first in fake.connections and not first.closed
             # The slot announces itself removed (not down): the engine keeps using simplex.
