@@ -196,11 +196,11 @@ class Daemon:
     ) -> None:
         """Let time pass for the engine even when no data arrives (a leg that stops updating
         must close its opportunities), and close everything when the daemon stops."""
-        interval = self.config.arbitrage.tick_interval
         task_status.started()
         try:
             while True:
-                await trio.sleep(interval)
+                # Read each time: a reload may change it.
+                await trio.sleep(self.config.arbitrage.tick_interval)
                 self._publish_engine(engine.tick(clock.wall_ns()))
         finally:
             # Synchronous: subscribers get the closes even while everything is being cancelled.
@@ -303,6 +303,8 @@ class Daemon:
                 "nothing to reload: this daemon was not started from a config file "
                 "(arbd start --config FILE)"
             )
+        if self._clock is None:
+            raise ConfigError("nothing to reload: the daemon is not running")
         async with self._lock:
             try:
                 plan = plan_reload(
@@ -319,7 +321,9 @@ class Daemon:
                 log.error("reload rejected, running configuration kept: %s", exc.one_line())
                 raise exc from None
             await self._apply(plan, prepared)
-        log.info("reloaded %s: %s", self.config_path, "; ".join(plan.lines) or "no changes")
+        log.info("reloaded %s: %d change(s)", self.config_path, len(plan.lines))
+        for line in plan.lines:
+            log.info("reload: %s", line)
         return plan.lines
 
     async def _prepare(self, plan: ReloadPlan) -> dict[str, ExchangeFeed]:
@@ -340,7 +344,7 @@ class Daemon:
                 adapter = build_adapter(ex, settings, self.registry, extra.get(ex, ()))
                 old = feeds.get(ex)
                 counters = old.ctx.counters if old is not None else None
-                assert self._clock is not None
+                assert self._clock is not None  # reload() checked
                 prepared[ex] = feed = self.feeds.create(adapter, plan.config, self._clock, counters)
                 await self._preload_instruments(feed)
         except BaseException:

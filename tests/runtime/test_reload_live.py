@@ -211,10 +211,15 @@ async def test_log_level_applies_live_and_start_up_keys_need_a_restart(
             root.setLevel(old_level)
 
 
-async def test_reload_without_a_config_file_is_refused(registry):
+async def test_reload_without_a_config_file_or_before_running_is_refused(tmp_path, registry):
     daemon = Daemon(Config(), registry)
     with pytest.raises(ConfigError, match="not started from a config file"):
         await daemon.reload()
+    path = tmp_path / "arbd.toml"
+    path.write_text("")
+    not_running = Daemon(Config(), registry, config_path=path)
+    with pytest.raises(ConfigError, match="the daemon is not running"):
+        await not_running.reload()
 
 
 async def test_sighup_reloads_and_a_bad_file_keeps_the_daemon_running(
