@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from arbd.model import EVENT_CHANNEL, Arbitrage, Book, Event, FeedStatus, Quote
+from arbd.model import EVENT_CHANNEL, SLOT_REMOVED, Arbitrage, Book, Event, FeedStatus, Quote
 
 Policy = Literal["conflate", "drop_oldest", "disconnect"]
 Processor = Callable[[Sequence[Event]], Sequence[Event]]
@@ -182,6 +182,10 @@ class MarketState:
 
     def _status(self, event: FeedStatus) -> None:
         key5 = (event.exchange, event.scope, event.connection, event.channel, event.symbol)
+        if event.scope == "connection" and event.reason == SLOT_REMOVED:
+            # The slot is gone for good: a late joiner must not see it as a stopped connection.
+            self._forget(lambda k: k[0] == event.exchange and k[2] == event.connection)
+            return
         self.status[key5] = event
         if event.scope == "book":
             key = (event.exchange, event.symbol)
@@ -195,6 +199,26 @@ class MarketState:
             self.opportunities.pop(event.id, None)
         else:
             self.opportunities[event.id] = event
+
+    def drop(self, exchange: str, symbols: Iterable[str] | None = None) -> None:
+        """Forget ``symbols`` of ``exchange`` (all of its state when ``None``): they were
+        unsubscribed, so new subscribers must not get their last quote or book."""
+        if symbols is None:
+            self._forget(lambda k: k[0] == exchange)
+            gone = {key for key in self.quotes.keys() | self.books.keys() if key[0] == exchange}
+            gone.update(key for key in self.book_state if key[0] == exchange)
+        else:
+            wanted = set(symbols)
+            self._forget(lambda k: k[0] == exchange and k[4] in wanted)
+            gone = {(exchange, symbol) for symbol in wanted}
+        for key in gone:
+            self.quotes.pop(key, None)
+            self.books.pop(key, None)
+            self.book_state.pop(key, None)
+
+    def _forget(self, matches: Callable[[tuple[str, str, str, str, str]], bool]) -> None:
+        for key in [k for k in self.status if matches(k)]:
+            del self.status[key]
 
     def snapshot(self, filter: Filter) -> list[Event]:
         """Current state matching ``filter``, for a new subscriber: status first, then data,

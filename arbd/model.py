@@ -111,6 +111,11 @@ ConnectionState = Literal[
 BookState = Literal["valid", "invalid", "resyncing"]
 SubscriptionState = Literal["live", "stale"]
 
+SLOT_REMOVED: Final = "removed"
+"""``reason`` of the last ``connection`` status of a slot removed for good at runtime (its
+symbols or its exchange were removed): state ``stopped``, and the slot will not come back, so
+consumers forget it rather than count it as down."""
+
 
 class FeedStatus(_Event, tag="status", kw_only=True):
     """A change of health, published once per change.

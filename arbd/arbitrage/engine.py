@@ -33,7 +33,7 @@ unusable legs are counted (``status()["excluded"]``, plain ints; one count per s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from arbd.arbitrage.conversion import Converter, QuoteGroups, pair_conversion, stale_conversion
@@ -212,6 +212,29 @@ class ArbitrageEngine:
             else:
                 # Below the new close threshold: closed by the new configuration.
                 self._revisit(opp, False, out, spread_reason="config")
+        return out
+
+    def remove_markets(self, exchange: str, symbols: Collection[str] | None = None) -> list[Event]:
+        """Forget markets unsubscribed at runtime (every market of ``exchange`` when
+        ``symbols`` is ``None``): their opportunities close with reason ``config``, their legs
+        leave their groups, and their health is forgotten. A live conversion market is kept
+        (its converter holds it until :meth:`reconfigure` drops it). Returns the events."""
+        out: list[Event] = []
+        conversion = {id(conv.market) for conv in self._converters.values()}
+        legs = self._by_exchange.get(exchange, [])
+        for leg in [leg for leg in legs if symbols is None or leg.symbol in symbols]:
+            for opp in tuple(leg.opps):
+                self._end(opp, "config", out)
+            if id(leg) in conversion:
+                continue
+            del self._legs[leg.key]
+            legs.remove(leg)
+            group: Group | None = leg.group  # type: ignore[assignment]
+            if group is not None:
+                group.legs.remove(leg)
+                if not group.legs and self._groups.get(group.key) is group:
+                    del self._groups[group.key]
+        self._health.forget(exchange, symbols)
         return out
 
     def _converter(self, quote: str) -> Converter:

@@ -19,9 +19,10 @@ Reasons are short keys; a close reason adds the exchange (``stale:binance``).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
-from arbd.model import FeedStatus
+from arbd.model import SLOT_REMOVED, FeedStatus
 
 if TYPE_CHECKING:
     from arbd.arbitrage.conversion import Converter
@@ -189,7 +190,11 @@ class Health:
         exchange = status.exchange
         scope = status.scope
         if scope == "connection":
-            self._slots.setdefault(exchange, {})[status.connection] = status.state
+            slots = self._slots.setdefault(exchange, {})
+            if status.reason == SLOT_REMOVED:
+                slots.pop(status.connection, None)  # removed at runtime: it is not down
+                return exchange
+            slots[status.connection] = status.state
             if status.state == "live":
                 # A live connection means the exchange is being served again.
                 self._failed.discard(exchange)
@@ -215,6 +220,19 @@ class Health:
                 channels.add(status.channel)
             return key
         return None
+
+    def forget(self, exchange: str, symbols: Collection[str] | None = None) -> None:
+        """Drop what is known about ``symbols`` of ``exchange`` (all of it when ``None``):
+        they were removed at runtime, and a stale mark must not outlive them."""
+        if symbols is None:
+            self._slots.pop(exchange, None)
+            self._failed.discard(exchange)
+            self._books = {key for key in self._books if key[0] != exchange}
+            self._subs = {key: v for key, v in self._subs.items() if key[0] != exchange}
+            return
+        for symbol in symbols:
+            self._books.discard((exchange, symbol))
+            self._subs.pop((exchange, symbol), None)
 
     def book_valid(self, exchange: str, symbol: str) -> None:
         """A ``book`` event was published: the book is valid (it is never published otherwise)."""

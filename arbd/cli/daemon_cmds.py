@@ -26,12 +26,12 @@ def load_optional_config(config_path: str | None) -> Config:
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 def start(config_path: str | None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM."""
+    """Run the daemon in the foreground until SIGINT or SIGTERM; SIGHUP reloads --config."""
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry()
         setup_logging(config.logging.level)
-        daemon = Daemon(config, registry)
+        daemon = Daemon(config, registry, config_path=config_path)
     trio.run(run_until_signal, daemon)
 
 

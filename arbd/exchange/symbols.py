@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from arbd.errors import ConfigError
 
@@ -45,3 +46,20 @@ def check_symbols(exchange: str, wanted: Iterable[str], known: Mapping[str, obje
                 f"unknown symbol {symbol!r} on {exchange}{hint}",
                 key=f"exchanges.{exchange}.symbols",
             )
+
+
+_SYMBOL = re.compile(r"[A-Z0-9]+/[A-Z0-9]+")
+
+
+def parse_symbols(symbols: Sequence[str]) -> list[str]:
+    """Normalized symbols as a person types them (``btc/usdt`` is ``BTC/USDT``); raises
+    ``ConfigError`` for none at all or one that is not ``BASE/QUOTE``."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = [s.strip().upper() for s in symbols]
+    if not out:
+        raise ConfigError("no symbols given")
+    for symbol in out:
+        if not _SYMBOL.fullmatch(symbol):
+            raise ConfigError(f"{symbol!r} is not a BASE/QUOTE symbol like BTC/USDT")
+    return out

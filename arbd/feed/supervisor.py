@@ -1,7 +1,7 @@
 """Supervision of an exchange's connections: state machine, backoff, budget, rotation.
 
-Per exchange, an :class:`ExchangeFeed` loads instrument metadata over REST, plans connections
-with the adapter (respecting its per-connection stream limit), and runs one
+Per exchange, an :class:`arbd.feed.exchange.ExchangeFeed` loads instrument metadata over REST,
+plans connections with the adapter (respecting its per-connection stream limit), and runs one
 :class:`ConnectionSupervisor` per planned connection, each in its own nursery. A supervisor:
 
     connecting -> subscribing -> live (<-> stale) -> backoff -> connecting -> ... -> stopped
@@ -15,29 +15,31 @@ with the adapter (respecting its per-connection stream limit), and runs one
 * a fresh session restores every subscription of the plan after each reconnect;
 * where the exchange closes connections at a fixed age (Binance: 24 h), a replacement is opened
   ``rotation_margin`` before, run until live, handed over without gaps (``handover.Handover``)
-  and only then the old one is closed with code 1000.
+  and only then the old one is closed with code 1000;
+* a supervisor cancelled with ``removed`` set (runtime removal) says so in its last status.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from arbd.config import FeedConfig
-from arbd.errors import ConfigError, FeedError, RateLimited
-from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, HttpResponse
+from arbd.errors import FeedError, RateLimited
+from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter
 from arbd.feed.backoff import Backoff
 from arbd.feed.budget import ConnectionBudget
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection, Sink
+from arbd.feed.counters import FeedCounters
 from arbd.feed.handover import Handover
 from arbd.feed.rest import RestClient
 from arbd.feed.transport import Opener, WebSocketClient, connect
-from arbd.model import Event, FeedStatus, ms_from_ns
+from arbd.model import SLOT_REMOVED, Event, FeedStatus, ms_from_ns
 
 if TYPE_CHECKING:
     import random
@@ -68,7 +70,10 @@ class FeedContext:
         rotate_after: float | None,
         recorder: Recorder | None = None,
         rng: random.Random | None = None,
+        counters: FeedCounters | None = None,
     ) -> None:
+        """``counters``: pass the previous context's when an exchange's feed is restarted, so
+        its totals stay monotonic."""
         self.adapter = adapter
         self.spec = adapter.spec
         self.exchange = adapter.spec.id
@@ -82,9 +87,13 @@ class FeedContext:
         self.recorder = recorder
         self.rng = rng
         self.budget = ConnectionBudget(feed.connection_budget, feed.connection_budget_window)
-        self.reconnects: dict[str, int] = {}
-        self.connections_opened = 0
+        self.counters = counters or FeedCounters()
+        self.reconnects = self.counters.reconnects
         self._ids = itertools.count(1)
+
+    @property
+    def connections_opened(self) -> int:
+        return self.counters.connections_opened
 
     def next_slot(self) -> str:
         """A stable name for one planned connection, kept across reconnects and rotations.
@@ -124,7 +133,7 @@ class FeedContext:
 
     async def open(self, url: str) -> WebSocketClient:
         await self.take_budget()
-        self.connections_opened += 1
+        self.counters.connections_opened += 1
         return await connect(
             url,
             self.opener,
@@ -148,6 +157,14 @@ class ConnectionSupervisor:
         self.rotations = 0
         self._handover: Handover | None = None
         self._failure: FeedError | None = None
+        self.went_live = False
+        self.gave_up = False
+        """``feed.max_attempts`` failures in a row: the slot stopped trying."""
+        """Some connection of this slot has been live (``starting`` vs ``down`` in status)."""
+        self.removed = False
+        """Set before cancelling a slot that is removed for good (runtime symbol or exchange
+        removal): its last status says ``stopped`` with reason ``removed``, which tells the
+        hub and the arbitrage engine to forget the slot instead of counting it as down."""
 
     def _set_state(self, state: str, reason: str = "") -> None:
         if state == self.state:
@@ -186,13 +203,14 @@ class ConnectionSupervisor:
                     backoff.connection_ended(ctx.clock.now() - live_since[0])
                 delay = max(backoff.next_delay(), retry_after)
                 if backoff.exhausted:
+                    self.gave_up = True
                     self._set_state("failed", f"gave up after {backoff.failures} attempts")
                     ctx.sink([ctx.status("exchange", "failed", reason="too many failed attempts")])
                     return
                 self._set_state("backoff", f"retry in {delay:.2f} s")
                 await trio.sleep(delay)
         finally:
-            self._set_state("stopped")
+            self._set_state("stopped", SLOT_REMOVED if self.removed else "")
 
     def _failed(self, exc: FeedError) -> None:
         reason = exc.reason
@@ -205,6 +223,7 @@ class ConnectionSupervisor:
         """One connection's life, including any number of rotations. Raises on failure."""
 
         def on_live() -> None:
+            self.went_live = True
             if not live_since:
                 live_since.append(self.ctx.clock.now())
             self._set_state("live")
@@ -230,6 +249,7 @@ class ConnectionSupervisor:
         """Run one connection; its failure ends the supervisor's attempt only if it is current."""
         ctx = self.ctx
         reason = "closed"
+        ctx.counters.attach(connection)
         try:
             await connection.run(task_status=task_status)
             reason = "rotated"
@@ -246,6 +266,7 @@ class ConnectionSupervisor:
                     exc,
                 )
         finally:
+            ctx.counters.detach(connection)
             with trio.CancelScope(shield=True):
                 await connection.client.close(1000, "bye")
                 if ctx.recorder is not None:
@@ -348,87 +369,4 @@ async def _wait_until(predicate: Callable[[], bool], poll: float = 0.05) -> None
         await trio.sleep(poll)
 
 
-class ExchangeFeed:
-    """All connections of one exchange: metadata, planning, one supervisor per connection."""
-
-    def __init__(self, ctx: FeedContext) -> None:
-        self.ctx = ctx
-        self.supervisors: list[ConnectionSupervisor] = []
-        self.state = "starting"
-        self.error = ""
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load instruments, then supervise every planned connection until cancelled.
-
-        Signals ``started`` once the supervisors are started (or the exchange failed), so the
-        daemon's start-up never waits on a slow or unreachable exchange's data.
-        """
-        ctx = self.ctx
-        try:
-            await self._load_instruments()
-        except ConfigError as exc:
-            self._fail(exc.one_line())
-            task_status.started()
-            return
-        adapter = ctx.adapter
-        plans = adapter.plan_connections(adapter.subscriptions())
-        log.info(
-            "%s: %d subscriptions on %d connection(s)",
-            ctx.exchange,
-            sum(len(p.subscriptions) for p in plans),
-            len(plans),
-        )
-        self.state = "running"
-        async with trio.open_nursery() as nursery:
-            for plan in plans:
-                supervisor = ConnectionSupervisor(ctx, plan)
-                self.supervisors.append(supervisor)
-                await nursery.start(supervisor.run)
-            task_status.started()
-
-    def _fail(self, reason: str) -> None:
-        self.state = "failed"
-        self.error = reason
-        log.error("%s: %s", self.ctx.exchange, reason)
-        self.ctx.sink([self.ctx.status("exchange", "failed", reason=reason)])
-
-    async def _load_instruments(self) -> None:
-        """Fetch metadata with backoff until it succeeds; ConfigError (bad symbols) is final."""
-        ctx = self.ctx
-        adapter = ctx.adapter
-        backoff = ctx.new_backoff()
-        while True:
-            try:
-                responses = []
-                for request in adapter.instrument_requests():
-                    status, body = await ctx.rest.get(request.url)
-                    now = ctx.clock.wall_ns()
-                    if ctx.recorder is not None:
-                        ctx.recorder.http("", now, request.url, status, body)
-                    responses.append(
-                        HttpResponse(request=request, status=status, body=body, received_ns=now)
-                    )
-                adapter.load_instruments(responses)
-            except FeedError as exc:
-                delay = backoff.next_delay()
-                if isinstance(exc, RateLimited) and exc.retry_after:
-                    delay = max(delay, exc.retry_after)
-                log.warning(
-                    "%s: loading instruments failed (%s); retry in %.1f s", ctx.exchange, exc, delay
-                )
-                await trio.sleep(delay)
-                continue
-            return
-
-
-async def run_feeds(
-    feeds: Sequence[ExchangeFeed], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Start every exchange feed in one nursery (each exchange in its own child nursery)."""
-    async with trio.open_nursery() as nursery:
-        for feed in feeds:
-            await nursery.start(feed.run)
-        task_status.started()
-
-
-__all__ = ["ConnectionSupervisor", "Event", "ExchangeFeed", "FeedContext", "run_feeds"]
+__all__ = ["ConnectionSupervisor", "Event", "FeedContext"]

@@ -25,9 +25,10 @@ from arbd.config import FeedConfig
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection
+from arbd.feed.exchange import ExchangeFeed
 from arbd.feed.recorder import Recorder
 from arbd.feed.rest import RestClient
-from arbd.feed.supervisor import ExchangeFeed, FeedContext
+from arbd.feed.supervisor import FeedContext
 from arbd.feed.transport import make_tcp_opener
 from arbd.model import CHANNELS, Event, FeedStatus
 from arbd.testing.fake import FakeExchangeServer
