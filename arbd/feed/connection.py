@@ -44,6 +44,7 @@ from arbd.exchange.adapter import (
     HttpRequest,
     HttpResponse,
 )
+from arbd.feed.counters import FeedCounters
 from arbd.feed.transport import RECEIVE_SIZE, WebSocketClient, describe
 from arbd.model import Book, Candle, Event, FeedStatus, Quote, Subscription, Trade, ms_from_ns
 
@@ -94,7 +95,10 @@ class Connection:
         recorder: Recorder | None = None,
         on_live: Callable[[], None] | None = None,
         on_health: Callable[[Connection, bool], None] | None = None,
+        counters: FeedCounters | None = None,
     ) -> None:
+        """``counters``: the exchange's cumulative counters, which this connection adds its
+        events per channel and per-read latencies to (a fresh set when not given)."""
         self.conn_id = conn_id
         self.slot = slot or conn_id
         """The supervisor's stable name for this connection, used in status events."""
@@ -111,6 +115,7 @@ class Connection:
         self.on_live = on_live
         self.on_health = on_health
         self.stats = ConnectionStats()
+        self.counters = counters or FeedCounters()
         self.live = False
         # Last wall-clock ns an event arrived, per event type, per symbol. Written once per
         # event; read by the watchdog a few times per deadline.
@@ -175,6 +180,9 @@ class Connection:
         last_data = self.last_data
         quotes, trades, books, candles = (last_data[t] for t, _ in _EVENT_TYPES)
         by_type = {Quote: quotes, Trade: trades, Book: books, Candle: candles}
+        counters = self.counters
+        events_by_type = counters.events_by_type
+        ingest, publish = counters.ingest_latency, counters.publish_latency
         while True:
             try:
                 data = await receive_some(RECEIVE_SIZE)
@@ -202,13 +210,18 @@ class Connection:
             if client.pongs:
                 self._pong_received(now)
             if events:
+                # Latency per socket read, not per message: one clock read each.
+                ingest.observe_ns(wall_ns() - now)
                 for event in events:
-                    seen = by_type.get(type(event))
+                    event_type = type(event)
+                    seen = by_type.get(event_type)
                     if seen is not None:
                         seen[event.symbol] = now
+                    events_by_type[event_type] = events_by_type.get(event_type, 0) + 1
                 if not self.live:
                     self._became_live()
                 self.sink(events)
+                publish.observe_ns(wall_ns() - now)
             self._collect_session_output()
 
     def _became_live(self) -> None:

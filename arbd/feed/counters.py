@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from arbd.exchange.adapter import SessionStats
+from arbd.histogram import LatencyHistogram
 
 if TYPE_CHECKING:
     from arbd.feed.connection import Connection
@@ -43,6 +44,13 @@ class FeedCounters:
         self._ended_session = SessionStats()
         self._ended_last_frame_ns = 0
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
+        # Written by the connections directly (they outlive none of these):
+        self.events_by_type: dict[type, int] = {}
+        """Normalized events made, by event type (``Quote``, ``Trade``, ...)."""
+        self.ingest_latency = LatencyHistogram()
+        """Per socket read: frame receipt to its events normalized."""
+        self.publish_latency = LatencyHistogram()
+        """Per socket read: frame receipt to its events handed to every local subscriber."""
 
     # -- bookkeeping (the feed layer) ---------------------------------------------------------
 

@@ -351,6 +351,7 @@ class ConnectionSupervisor:
             recorder=ctx.recorder,
             on_live=on_live,
             on_health=self._health_changed,
+            counters=ctx.counters,
         )
 
     def _health_changed(self, connection: Connection, healthy: bool) -> None:
