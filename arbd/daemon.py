@@ -19,6 +19,7 @@ import logging
 import random
 import signal
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import httpx
 import trio
@@ -26,6 +27,8 @@ import trio
 from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.arbitrage.conversion import conversion_symbols
 from arbd.config import Config, ExchangeConfig
+from arbd.control.server import serve_control
+from arbd.control.target import ControlTarget
 from arbd.errors import ConfigError
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
 from arbd.feed.clock import TrioClock
@@ -148,6 +151,11 @@ class Daemon:
                 )
                 self.feeds.append(ExchangeFeed(ctx))
             async with trio.open_nursery() as nursery:
+                if config.control.enabled:
+                    # First: a live daemon on the same socket stops this one before it connects.
+                    # cast: the runtime API (status, markets, ...) arrives in its own branch;
+                    # drop the cast once Daemon implements ControlTarget.
+                    await nursery.start(serve_control, config.control, cast("ControlTarget", self))
                 await nursery.start(run_feeds, self.feeds)
                 if self.engine is not None:
                     await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
