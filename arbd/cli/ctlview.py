@@ -191,7 +191,7 @@ def opportunity_lines(events: Sequence[Json], closed_too: bool) -> list[str]:
     """``arbctl opportunities``: one row per opportunity."""
     if not events:
         return ["no open opportunities" if not closed_too else "no opportunities"]
-    head = ["ID", "STATE", "SYMBOL", "BUY", "SELL", "NET", "PEAK", "PROFIT", "QTY", "AGE"]
+    head = ["ID", "STATE", "SYMBOL", "BUY", "SELL", "NET", "PEAK", "PROFIT", "QTY", "OPEN FOR"]
     if closed_too:
         head.append("CLOSED")
     rows = [head]

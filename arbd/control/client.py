@@ -147,7 +147,7 @@ def connect(candidates: Sequence[SocketLocation], timeout: float = 5.0) -> Contr
         except OSError as exc:
             sock.close()
             if exc.errno in _NOT_THERE:
-                state = "stale, refused" if exc.errno == errno.ECONNREFUSED else "none"
+                state = "refused: a stale socket" if exc.errno == errno.ECONNREFUSED else "missing"
                 tried.append(f"{location.path} ({location.source}: {state})")
                 continue
             raise ControlError(
@@ -156,6 +156,6 @@ def connect(candidates: Sequence[SocketLocation], timeout: float = 5.0) -> Contr
         return ControlClient(sock, location.path)
     looked = "; ".join(tried)
     raise DaemonNotRunning(
-        f"arbd is not running (no control socket answered: {looked})",
+        f"arbd is not running (looked for its control socket at {looked})",
         tuple(loc.path for loc in candidates),
     )

@@ -179,11 +179,13 @@ class ControlServerThread:
             scope = self._scope
             trio.from_thread.run_sync(scope.cancel, trio_token=self._token)
         self._thread.join(timeout=30)
+        if self._error is not None:
+            raise self._error  # the server failed while the test ran
 
     def _run(self) -> None:
         try:
             trio.run(self._main)
-        except BaseException as exc:  # reported to the test thread by __enter__
+        except Exception as exc:  # noqa: BLE001 - re-raised in the test's thread
             self._error = exc
             self._ready.set()
 
