@@ -46,6 +46,15 @@ def one_line_errors() -> Iterator[None]:
         fail(exc.one_line())
     except ArbdError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # trio's nurseries wrap what a component raised at start-up (the control socket of a
+        # running daemon, say); a lone arbd error inside is still reported as one line.
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if not isinstance(leaf, ArbdError):
+            raise
+        fail(leaf.one_line() if isinstance(leaf, ConfigError) else str(leaf))
 
 
 class OneLineGroup(click.Group):
