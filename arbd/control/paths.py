@@ -61,7 +61,7 @@ def candidate_paths(
         found.append(SocketLocation(os.path.join(xdg, "arbd", SOCKET_NAME), "$XDG_RUNTIME_DIR"))
     if for_client:
         systemd = SocketLocation(os.path.join(SYSTEMD_DIR, SOCKET_NAME), "systemd default")
-        if systemd not in found:
+        if all(f.path != systemd.path for f in found):
             found.append(systemd)
     if not found or for_client:
         found.append(SocketLocation(os.path.join(tmp, f"arbd-{uid}", SOCKET_NAME), "fallback"))
