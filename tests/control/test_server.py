@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import msgspec
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbd.config import ControlConfig
 from arbd.control.server import (
@@ -24,7 +28,7 @@ from arbd.control.server import (
 from arbd.errors import ConfigError
 from arbd.testing.control import FakeControlTarget
 
-from .conftest import opportunity, quote, status_event, trade
+from .conftest import LineClient, opportunity, quote, status_event, trade
 
 
 async def start(nursery, target, path, **config):
@@ -474,3 +478,44 @@ async def test_another_user_is_refused_with_an_error_line(nursery, target, socke
     assert reply["ok"] is False
     assert reply["error"]["code"] == "permission_denied"
     assert reply["error"]["message"].startswith("uid 65534 may not use ")
+
+
+# -- fuzzing over a real socket -------------------------------------------------------------
+
+fuzz_lines = st.lists(
+    st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(
+            [b'{"cmd":"status"}', b'{"cmd":"opportunities","all":true}', b"{}", b"[]", b" "]
+        ),
+    ).map(lambda line: line.replace(b"\n", b"").removesuffix(b"\r")),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(fuzz_lines)
+def test_fuzzed_lines_each_get_one_reply_and_the_connection_stays_open(lines):
+    async def main():
+        directory = tempfile.mkdtemp(prefix="arbd-fz-")
+        try:
+            async with trio.open_nursery() as nursery:
+                path = await start(
+                    nursery, FakeControlTarget({"binance": ["BTC/USDT"]}), f"{directory}/c.sock"
+                )
+                client = await LineClient.open(path)
+                async with client.stream:
+                    await client.send(b"".join(line + b"\n" for line in lines))
+                    for line in lines:
+                        if line.strip():
+                            reply = await client.line()
+                            assert set(reply) in ({"ok", "id", "result"}, {"ok", "id", "error"})
+                    # Nothing more was sent for them, and the connection still answers.
+                    status = await client.call({"cmd": "status", "id": "last"})
+                    assert (status["id"], status["ok"]) == ("last", True)
+                nursery.cancel_scope.cancel()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    trio.run(main)
