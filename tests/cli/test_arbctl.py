@@ -204,7 +204,10 @@ def test_reload_prints_changes_or_the_error(server, target):
 def test_stop_asks_the_daemon_to_stop(server, target):
     result = arbctl(server, "stop")
     assert (result.exit_code, result.output) == (0, "arbd is stopping\n")
-    assert target.stops == 1
+    deadline = time.monotonic() + 5  # the server asks right after its reply went out
+    while server.call(lambda: target.stops) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.call(lambda: target.stops) == 1
 
 
 # -- finding the daemon -----------------------------------------------------------------------

@@ -182,13 +182,14 @@ async def test_reload_returns_the_changes_or_the_error(connect, nursery, target,
 async def test_stop_is_answered_then_requested(connect, nursery, target, socket_dir):
     path = await start(nursery, target, socket_dir / "c.sock")
     client = await connect(path)
-    replied_before_stop = []
-    target.on_stop = lambda: replied_before_stop.append(b'"stopping"' in client.buffer)
     assert await client.call({"cmd": "stop", "id": 1}) == {
         "ok": True,
         "id": 1,
         "result": {"stopping": True},
     }
+    with trio.fail_after(5):  # requested right after the reply went out
+        while target.stops == 0:
+            await trio.sleep(0.01)
     assert target.stops == 1
 
 
