@@ -245,10 +245,16 @@ class _ControlServer:
         self.connections = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
+        """One connection. Nothing raised here may reach ``serve_listeners``: that would end
+        the control channel, and the daemon with it, for one client's sake."""
         try:
             await self._handle(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            log.debug("control client went away: %r", exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+            # The client left, possibly mid-write (a subscribe stream's writer then sees it in
+            # its nursery, so it may arrive wrapped in an exception group).
+            log.debug("control client went away: %r", group.exceptions[0])
+        except* Exception:
+            log.exception("control connection failed")
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         peer = _read_peer(stream.socket)

@@ -205,8 +205,14 @@ def test_arbctl_shows_live_data_from_arbd_demo(socket_dir):
         assert stream.stdout is not None
         lines = [stream.stdout.readline() for _ in range(10)]  # the demo streams continuously
         stream.send_signal(signal.SIGINT)
-        assert stream.wait(timeout=20) == 130
-        assert all(" price " in line and "BTC/USDT" in line for line in lines), lines
+        _, err = stream.communicate(timeout=20)
+        assert (stream.returncode, err) == (130, "")
+        # Prices of BTC/USDT from several exchanges (and a `lag` line when conflated).
+        prices = [line.split() for line in lines if " price " in line]
+        assert len(prices) >= 5, lines
+        assert {p[3] for p in prices} == {"BTC/USDT"}
+        assert len({p[2] for p in prices}) >= 2
+        assert all(" price " in line or " lag " in line for line in lines), lines
         result = subprocess.run(
             [*arbctl, "opportunities", "--all"],
             check=False,
@@ -219,8 +225,9 @@ def test_arbctl_shows_live_data_from_arbd_demo(socket_dir):
     finally:
         demo.send_signal(signal.SIGINT)
         try:
-            demo.wait(timeout=20)
+            _, demo_err = demo.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             demo.kill()
-            demo.wait()
+            _, demo_err = demo.communicate()
+    assert "Traceback" not in demo_err.decode(errors="replace")
     assert not Path(socket_dir, "arbd", "control.sock").exists()

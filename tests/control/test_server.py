@@ -520,3 +520,21 @@ def test_fuzzed_lines_each_get_one_reply_and_the_connection_stays_open(lines):
             shutil.rmtree(directory, ignore_errors=True)
 
     trio.run(main)
+
+
+async def test_a_client_leaving_mid_write_ends_only_its_stream(
+    nursery, target, socket_dir, connect
+):
+    path = await start(nursery, target, socket_dir / "c.sock", buffer=100_000)
+    for _ in range(5):  # which of reader and writer notices first varies: try both orders
+        client = await LineClient.open(path)
+        assert (await client.call({"cmd": "subscribe", "channels": ["trades"]}))["ok"]
+        # Far more than the socket buffers hold: the writer is blocked in send when we leave.
+        target.hub.publish([trade("binance", "BTC/USDT", str(i)) for i in range(20_000)])
+        await trio.sleep(0.01)
+        await client.aclose()
+    other = await connect(path)
+    assert (await other.call({"cmd": "status"}))["ok"]  # the server (and the daemon) live on
+    with trio.fail_after(5):
+        while target.hub.subscribers:
+            await trio.sleep(0.01)
