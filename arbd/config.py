@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import msgspec
 
@@ -44,10 +44,19 @@ class ServerConfig(_Section):
 
 
 class ControlConfig(_Section):
-    """The Unix-socket control channel for arbctl."""
+    """The Unix-socket control channel for arbctl (``arbd.control``)."""
 
+    enabled: bool = True
     socket: str = ""
-    """Empty: $RUNTIME_DIRECTORY/control.sock, else $XDG_RUNTIME_DIR/arbd/control.sock."""
+    """Empty: $RUNTIME_DIRECTORY/control.sock, else $XDG_RUNTIME_DIR/arbd/control.sock, else
+    /tmp/arbd-<uid>/control.sock (``arbd.control.paths``)."""
+    buffer: Annotated[int, msgspec.Meta(ge=16)] = 10_000
+    """Events buffered per ``subscribe`` stream before prices and books are conflated."""
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 64
+
+    def __post_init__(self) -> None:
+        if self.socket and not self.socket.startswith("/"):
+            raise ValueError(f"socket must be an absolute path, got {self.socket!r}")
 
 
 class MetricsConfig(_Section):

@@ -36,6 +36,7 @@ from arbd import __version__
 from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.arbitrage.conversion import conversion_symbols
 from arbd.config import Config, ExchangeConfig, load_config
+from arbd.control.server import serve_control
 from arbd.errors import ConfigError, FeedError
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
 from arbd.exchange.symbols import parse_symbols
@@ -170,6 +171,9 @@ class Daemon:
             clock = self._clock = TrioClock()
             self._started = (clock.now(), clock.wall_ns() / 1e9)
             async with trio.open_nursery() as nursery:
+                if self.config.control.enabled:
+                    # First: a live daemon on the same socket stops this one before it connects.
+                    await nursery.start(serve_control, self.config.control, self)
                 await nursery.start(self.feeds.run)
                 for adapter in self.adapters.values():
                     await self.feeds.start(self.feeds.create(adapter, self.config, clock))

@@ -9,6 +9,8 @@
     ├── CaptureError           an unreadable capture file or an unanswerable replay request
     ├── ProtocolError          a frame or document an adapter could not understand (recoverable:
     │                          counted and skipped)
+    ├── ControlError           a control-channel request failed (arbctl's side): ``code`` says why
+    │   └── DaemonNotRunning   no daemon answers on any control socket arbctl looked at
     └── FeedError              something went wrong with an exchange connection (recoverable
         │                      unless ``terminal`` is set)
         ├── ConnectFailed      could not open the TCP/TLS stream or finish the handshake
@@ -102,3 +104,20 @@ class RestError(FeedError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ControlError(ArbdError):
+    """A control-channel request failed, as the client sees it. ``code`` is the protocol's error
+    code (``docs/protocol.md``), or ``connection`` when the socket itself failed."""
+
+    def __init__(self, message: str, code: str = "connection") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DaemonNotRunning(ControlError):
+    """No daemon answered: every control socket path looked at is missing or refuses."""
+
+    def __init__(self, message: str, looked_at: tuple[str, ...] = ()) -> None:
+        super().__init__(message, code="not_running")
+        self.looked_at = looked_at

@@ -1,5 +1,8 @@
 """Shared fixtures. Keep this small: fixtures used by one directory live next to its tests."""
 
+import shutil
+import tempfile
+
 import pytest
 
 
@@ -9,3 +12,15 @@ def virtual_time(mock_clock):
     real idleness, far longer than the kernel needs to deliver a loopback write."""
     mock_clock.autojump_threshold = 0.005
     return mock_clock
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_runtime_dir():
+    """A daemon a test starts binds its control socket in a runtime directory of this test run,
+    never next to a real daemon's (or another test run's). Short: socket paths fit 107 bytes."""
+    path = tempfile.mkdtemp(prefix="arbd-rt-")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_RUNTIME_DIR", path)
+        mp.delenv("RUNTIME_DIRECTORY", raising=False)
+        yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -14,6 +14,8 @@ import pytest
 import arbd.config
 import arbd.hookspecs
 from arbd.capture import Header, iter_records
+from arbd.control import protocol
+from arbd.control.protocol import RESULT_TYPES, ErrorReply, OkReply, parse_request
 from arbd.model import Event, encode_event
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -67,17 +69,75 @@ def test_protocol_examples_decode_into_the_model() -> None:
     assert seen == set(Event.__args__)
 
 
+def section(text: str, heading: str) -> str:
+    """The text under ``heading`` (a ``## `` line) up to the next ``## `` heading."""
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def test_protocol_capture_example_is_a_readable_capture(tmp_path: Path) -> None:
     text = (DOCS / "protocol.md").read_text()
-    captures = code_blocks(text.split("## Captures", 1)[1], "jsonl")
+    captures = code_blocks(section(text, "## Captures"), "jsonl")
     assert len(captures) == 1
     path = tmp_path / "example.jsonl"
     path.write_text(captures[0])
     records = [record for _, record in iter_records(path)]
     assert isinstance(records[0], Header)
-    table = re.findall(r"^\| `(\w+)` \|", text.split("## Captures", 1)[1], re.MULTILINE)
+    table = re.findall(r"^\| `(\w+)` \|", section(text, "## Captures"), re.MULTILINE)
     documented = set(table) - {"t"}  # the table's header row
     assert {type(r).__name__.lower() for r in records} == documented
+
+
+# -- docs/protocol.md: the control channel ------------------------------------------------------
+
+
+def control_examples() -> list[str]:
+    text = (DOCS / "protocol.md").read_text()
+    return [block.strip() for block in code_blocks(section(text, "## Control channel"), "json")]
+
+
+def test_control_channel_examples_are_what_the_protocol_parses_and_writes() -> None:
+    parsed: dict[object, object] = {}  # id -> what parse_request made of the documented request
+    commands: set[str] = set()
+    answered: set[str] = set()
+    for example in control_examples():
+        assert "\n" not in example, "one line per message"
+        fields = msgspec.json.decode(example)
+        if "cmd" in fields:
+            request = parse_request(example.encode())
+            parsed[fields["id"]] = request
+            if not isinstance(request, ErrorReply):
+                commands.add(fields["cmd"])
+        elif fields.get("ok") is True:
+            reply = msgspec.json.decode(example, type=OkReply)
+            request = parsed[reply.id]  # a reply follows the request it answers
+            assert not isinstance(request, ErrorReply)
+            command = type(request).__struct_config__.tag
+            assert isinstance(command, str)
+            result = msgspec.convert(reply.result, RESULT_TYPES[command])
+            # Exactly what the server writes for that result.
+            assert protocol.ok(reply.id, result).decode().rstrip("\n") == example
+            answered.add(command)
+        elif fields.get("ok") is False:
+            error = msgspec.json.decode(example, type=ErrorReply)
+            assert error.error.code in protocol.ERROR_CODES
+            assert protocol.encode(error).decode().rstrip("\n") == example
+            request = parsed.get(error.id)
+            if isinstance(request, ErrorReply):
+                # A documented bad request gets exactly the documented error.
+                assert protocol.encode(request).decode().rstrip("\n") == example
+        else:
+            event = msgspec.json.decode(example, type=Event | protocol.Lag)
+            assert msgspec.json.encode(event).decode() == example
+    # Every request has an example, and a successful reply to it.
+    assert commands == set(protocol.COMMANDS)
+    assert answered == set(protocol.COMMANDS)
+
+
+def test_every_control_error_code_is_documented() -> None:
+    text = section((DOCS / "protocol.md").read_text(), "## Control channel")
+    codes_table = text.split("\n| code | meaning |\n", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", codes_table, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(protocol.ERROR_CODES)
 
 
 # -- docs/configuration.md -------------------------------------------------------------------------

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from arbd.errors import ArbdError, ConfigError
-from arbd.plugins import PluginRegistry, load_plugins
+
+if TYPE_CHECKING:
+    # Imported when used: `arbctl` shares this module and must not pay for pluggy at start-up.
+    from arbd.plugins import PluginRegistry
 
 EXIT_USAGE = 2
 """Exit code for usage, configuration and capture errors (Click's own usage code)."""
@@ -43,6 +46,15 @@ def one_line_errors() -> Iterator[None]:
         fail(exc.one_line())
     except ArbdError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # trio's nurseries wrap what a component raised at start-up (the control socket of a
+        # running daemon, say); a lone arbd error inside is still reported as one line.
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if not isinstance(leaf, ArbdError):
+            raise
+        fail(leaf.one_line() if isinstance(leaf, ConfigError) else str(leaf))
 
 
 class OneLineGroup(click.Group):
@@ -79,6 +91,8 @@ def _one_line_usage(exc: click.UsageError) -> Fail:
 
 def load_registry() -> PluginRegistry:
     """Load plugins; warn on stderr, one line each, about plugins that failed and were skipped."""
+    from arbd.plugins import load_plugins  # noqa: PLC0415 - see the TYPE_CHECKING import
+
     registry = load_plugins()
     for info in registry.failed:
         click.echo(f"warning: plugin {info.name!r} skipped: {info.error}", err=True)

@@ -10,7 +10,7 @@ import trio
 
 from arbd.capture import CaptureWriter
 from arbd.cli.common import fail, load_registry, one_line_errors
-from arbd.config import Config, ExchangeConfig, load_config
+from arbd.config import Config, ControlConfig, ExchangeConfig, load_config
 from arbd.daemon import Daemon, run_until_signal
 from arbd.logs import setup_logging
 from arbd.model import CHANNELS
@@ -32,7 +32,7 @@ def start(config_path: str | None) -> None:
         registry = load_registry()
         setup_logging(config.logging.level)
         daemon = Daemon(config, registry, config_path=config_path)
-    trio.run(run_until_signal, daemon)
+        trio.run(run_until_signal, daemon)
 
 
 @click.command()
@@ -66,7 +66,9 @@ def record(
                 fail(f"--channels: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})")
             overrides["channels"] = wanted
         exchange = msgspec.structs.replace(base, **overrides)
-        config = msgspec.structs.replace(config, exchanges={exchange_id: exchange})
+        # A recording is not a daemon to control; it must not clash with a running one's socket.
+        control = ControlConfig(enabled=False)
+        config = msgspec.structs.replace(config, exchanges={exchange_id: exchange}, control=control)
         with CaptureWriter(Path(out_path), exchange=exchange_id) as writer:
             daemon = Daemon(config, registry, recorder=writer)
             trio.run(_record_for, daemon, writer, duration)

@@ -93,11 +93,10 @@ def test_no_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stdout == "no plugins installed\n"
 
 
-def test_arbctl_version_only() -> None:
+def test_arbctl_version_and_one_line_usage_errors() -> None:
     result = CliRunner().invoke(arbctl, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.startswith("arbctl, version ")
-    # No control commands exist yet (they arrive with the control channel).
-    result = CliRunner().invoke(arbctl, ["status"])
+    result = CliRunner().invoke(arbctl, ["statsu"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("arbctl: No such command 'status'.")
+    assert result.stderr.startswith("arbctl: No such command 'statsu'.")
