@@ -49,6 +49,8 @@ from arbd.logs import set_level
 from arbd.model import Arbitrage, Event
 from arbd.plugins import PluginRegistry
 from arbd.reload import ReloadPlan, effective_symbols, plan_reload
+from arbd.sdnotify import Notifier
+from arbd.service import run_service_notifications, status_line
 from arbd.status import DaemonStatus
 
 log = logging.getLogger("arbd")
@@ -100,8 +102,11 @@ class Daemon:
         recorder: Recorder | None = None,
         recorders: Mapping[str, Recorder] | None = None,
         rng: random.Random | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
-        """``config_path``: the file :meth:`reload` re-reads (none: reload is refused).
+        """``notifier``: systemd's notification socket (``arbd start`` passes the one
+        ``$NOTIFY_SOCKET`` names; by default nothing is sent).
+        ``config_path``: the file :meth:`reload` re-reads (none: reload is refused).
         ``recorder`` records every exchange; ``recorders`` one exchange each (by id), for
         one capture file per exchange as ``arbd replay`` reads them."""
         self.config = config
@@ -114,6 +119,7 @@ class Daemon:
         self.recorder = recorder
         self.recorders = dict(recorders or {})
         self.rng = rng
+        self.notifier = notifier or Notifier(None)
         self.feeds = FeedSet(
             sink=self.publish,
             opener=self.opener,
@@ -167,6 +173,12 @@ class Daemon:
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            self.notifier.close()
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         with self._stop:
             clock = self._clock = TrioClock()
             self._started = (clock.now(), clock.wall_ns() / 1e9)
@@ -180,6 +192,8 @@ class Daemon:
                 if self.engine is not None:
                     await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
                 nursery.start_soon(self._sample_rates, clock)
+                # Last: READY=1 means everything above is up.
+                await nursery.start(run_service_notifications, self, self.notifier)
                 log.info(
                     "arbd started: %d exchange(s): %s",
                     len(self.adapters),
@@ -310,21 +324,29 @@ class Daemon:
         if self._clock is None:
             raise ConfigError("nothing to reload: the daemon is not running")
         async with self._lock:
+            # systemd shows "reloading" until READY=1 comes back, whatever the outcome.
+            self.notifier.reloading()
             try:
-                plan = plan_reload(
-                    self.config,
-                    load_config(self.config_path),
-                    {ex: feed.symbols for ex, feed in self.feeds.feeds.items()},
-                    {ex: cls.spec.default_symbols for ex, cls in self.registry.exchanges.items()},
-                    self.config_path,
-                )
-                prepared = await self._prepare(plan)
-            except ConfigError as exc:
-                if not exc.path:  # a symbol or adapter problem: name the file it came from
-                    exc = ConfigError(exc.problem, path=self.config_path, key=exc.key)
-                log.error("reload rejected, running configuration kept: %s", exc.one_line())
-                raise exc from None
-            await self._apply(plan, prepared)
+                return await self._reload()
+            finally:
+                self.notifier.ready(status_line(self.status()))
+
+    async def _reload(self) -> list[str]:
+        try:
+            plan = plan_reload(
+                self.config,
+                load_config(self.config_path),
+                {ex: feed.symbols for ex, feed in self.feeds.feeds.items()},
+                {ex: cls.spec.default_symbols for ex, cls in self.registry.exchanges.items()},
+                self.config_path,
+            )
+            prepared = await self._prepare(plan)
+        except ConfigError as exc:
+            if not exc.path:  # a symbol or adapter problem: name the file it came from
+                exc = ConfigError(exc.problem, path=self.config_path, key=exc.key)
+            log.error("reload rejected, running configuration kept: %s", exc.one_line())
+            raise exc from None
+        await self._apply(plan, prepared)
         log.info("reloaded %s: %d change(s)", self.config_path, len(plan.lines))
         for line in plan.lines:
             log.info("reload: %s", line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from arbd.config import Config, ControlConfig, ExchangeConfig, load_config
 from arbd.daemon import Daemon, run_until_signal
 from arbd.logs import setup_logging
 from arbd.model import CHANNELS
+from arbd.sdnotify import Notifier
 
 
 def load_optional_config(config_path: str | None) -> Config:
@@ -25,14 +27,33 @@ def load_optional_config(config_path: str | None) -> Config:
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
-def start(config_path: str | None) -> None:
-    """Run the daemon in the foreground until SIGINT or SIGTERM; SIGHUP reloads --config."""
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or JSON (default: logging.format from the config).",
+)
+def start(config_path: str | None, log_format: str | None) -> None:
+    """Run the daemon in the foreground until SIGINT or SIGTERM; SIGHUP reloads --config.
+
+    Under systemd (Type=notify) it reports readiness, status and watchdog pings on
+    $NOTIFY_SOCKET, and logs to the journal with syslog priorities.
+    """
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry()
-        setup_logging(config.logging.level)
-        daemon = Daemon(config, registry, config_path=config_path)
-        trio.run(run_until_signal, daemon)
+        setup_logging(
+            config.logging.level,
+            log_format or config.logging.format,
+            secrets=[config.server.token],
+        )
+        daemon = Daemon(
+            config, registry, config_path=config_path, notifier=Notifier.from_environment()
+        )
+        try:
+            trio.run(run_until_signal, daemon)
+        finally:
+            logging.shutdown()  # flush every handler before the process ends
 
 
 @click.command()
