@@ -30,6 +30,9 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class DaemonConfig(_Section):
     name: str = "arbd"
     """Shown in status and the systemd STATUS line."""
+    plugin_dirs: list[str] = msgspec.field(default_factory=list)
+    """Directories holding third-party exchange plugins installed with
+    ``pip install --target DIR``; read at start-up (also by the single-binary build)."""
 
 
 class ServerConfig(_Section):

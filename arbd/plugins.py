@@ -1,7 +1,11 @@
 """Plugin discovery and the typed registry the rest of arbd reads.
 
-Plugins are found through the ``arbd`` entry-point group. ``ARBD_LOAD_PLUGINS=a,b`` restricts
-loading to the named entry points. A plugin that fails to import, whose hook raises, or that
+Plugins are found through the ``arbd`` entry-point group, in the Python environment and in plugin
+directories (``daemon.plugin_dirs``, and ``$ARBD_PLUGIN_PATH`` separated by ``:``): a directory a
+plugin was installed into with ``pip install --target DIR`` is put on ``sys.path``, so its
+distribution's entry points are found like any other. That is how the single-binary build, which
+has no pip of its own, takes third-party exchanges. ``ARBD_LOAD_PLUGINS=a,b`` restricts loading
+to the named entry points. A plugin that fails to import, whose hook raises, or that
 registers something invalid is reported by name in ``PluginRegistry.failed`` and skipped: one
 broken third-party plugin never takes the daemon down.
 
@@ -12,6 +16,7 @@ and the CLI get independent registries.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -94,19 +99,38 @@ def _call(function: Callable[[], Any]) -> list[Any]:
     return list(result)
 
 
+def add_plugin_dirs(dirs: Iterable[str], env: Mapping[str, str]) -> list[str]:
+    """Put plugin directories (``dirs`` and ``$ARBD_PLUGIN_PATH``) on ``sys.path``; returns
+    those that exist. A directory that does not exist is skipped: a fresh install has none."""
+    wanted = [*dirs, *env.get("ARBD_PLUGIN_PATH", "").split(os.pathsep)]
+    found = []
+    for entry in wanted:
+        if not entry:
+            continue
+        path = os.path.abspath(os.path.expanduser(entry))
+        if os.path.isdir(path):
+            found.append(path)
+            if path not in sys.path:
+                sys.path.append(path)
+    return found
+
+
 def load_plugins(
     *,
     env: Mapping[str, str] | None = None,
     extra: Iterable[tuple[str, ModuleType | object]] = (),
     discover: bool = True,
+    plugin_dirs: Iterable[str] = (),
 ) -> PluginRegistry:
     """Discover, load and validate plugins.
 
     ``extra`` registers (name, plugin) pairs directly, as tests and embedding programs do;
-    ``discover=False`` skips entry points entirely.
+    ``discover=False`` skips entry points entirely; ``plugin_dirs`` are searched too.
     """
     env = os.environ if env is None else env
     allowed = _allowed(env)
+    if discover:
+        add_plugin_dirs(plugin_dirs, env)
     manager = new_manager()
     registry = PluginRegistry(manager=manager)
 

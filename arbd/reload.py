@@ -14,6 +14,7 @@ What applies live and what needs a restart (``docs/configuration.md``, "Reloadin
   connections (``channels``, ``book_depth``, ``ws_url``, ``rest_url``, ``stale_after``,
   ``rotate_after``): that exchange's feed restarts;
 * restart needed: ``server.*``, ``control.*``, ``metrics.*``, ``feed.*``, ``logging.format``,
+  ``daemon.plugin_dirs``,
   ``arbitrage.enabled``. These keep their running values (the plan's ``config`` says so), so a
   later reload reports them again until the daemon is restarted.
 """
@@ -125,6 +126,10 @@ def plan_reload(
         restart.append("logging.format")
         kept_format = msgspec.structs.replace(new.logging, format=running.logging.format)
         applied = msgspec.structs.replace(applied, logging=kept_format)
+    if running.daemon.plugin_dirs != new.daemon.plugin_dirs:
+        restart.append("daemon.plugin_dirs")  # plugins are loaded once, at start-up
+        kept_dirs = msgspec.structs.replace(applied.daemon, plugin_dirs=running.daemon.plugin_dirs)
+        applied = msgspec.structs.replace(applied, daemon=kept_dirs)
     if running.arbitrage.enabled != new.arbitrage.enabled:
         # The engine is created (or not) at start-up; its other settings wait with it.
         restart.append("arbitrage.enabled")

@@ -146,6 +146,7 @@ def test_start_up_keys_need_a_restart_and_keep_their_running_values():
         metrics={"enabled": False},
         feed={"stale_after": 5.0},
         logging={"format": "json"},
+        daemon={"plugin_dirs": ["/opt/arbd-plugins"]},
     )
     result = plan(config(**BASE), new)
     assert result.lines == [
@@ -154,11 +155,13 @@ def test_start_up_keys_need_a_restart_and_keep_their_running_values():
         "restart needed for metrics.enabled",
         "restart needed for feed.stale_after",
         "restart needed for logging.format",
+        "restart needed for daemon.plugin_dirs",
     ]
     running = result.config
     assert (running.server.port, running.control.socket) == (8765, "")
     assert (running.metrics.enabled, running.feed.stale_after) == (True, 10.0)
     assert running.logging.format == "text"
+    assert running.daemon.plugin_dirs == []
 
 
 def test_switching_the_engine_on_or_off_needs_a_restart():

@@ -8,7 +8,7 @@ Click's own usage errors the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -89,11 +89,12 @@ def _one_line_usage(exc: click.UsageError) -> Fail:
     return Fail(f"{where}: {' '.join(exc.format_message().split())}{hint}")
 
 
-def load_registry() -> PluginRegistry:
-    """Load plugins; warn on stderr, one line each, about plugins that failed and were skipped."""
+def load_registry(plugin_dirs: Sequence[str] = ()) -> PluginRegistry:
+    """Load plugins (also from ``plugin_dirs``, the config's ``daemon.plugin_dirs``); warn on
+    stderr, one line each, about plugins that failed and were skipped."""
     from arbd.plugins import load_plugins  # noqa: PLC0415 - see the TYPE_CHECKING import
 
-    registry = load_plugins()
+    registry = load_plugins(plugin_dirs=plugin_dirs)
     for info in registry.failed:
         click.echo(f"warning: plugin {info.name!r} skipped: {info.error}", err=True)
     return registry

@@ -41,7 +41,7 @@ def start(config_path: str | None, log_format: str | None) -> None:
     """
     with one_line_errors():
         config = load_optional_config(config_path)
-        registry = load_registry()
+        registry = load_registry(config.daemon.plugin_dirs)
         setup_logging(
             config.logging.level,
             log_format or config.logging.format,
@@ -74,7 +74,7 @@ def record(
     """Record a live session of one exchange to a capture file (.gz/.zst by suffix)."""
     with one_line_errors():
         config = load_optional_config(config_path)
-        registry = load_registry()
+        registry = load_registry(config.daemon.plugin_dirs)
         setup_logging(config.logging.level)
         base = config.exchanges.get(exchange_id, ExchangeConfig())
         overrides: dict[str, object] = {"enabled": True}
