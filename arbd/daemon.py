@@ -9,8 +9,10 @@ The arbitrage engine (``arbd.arbitrage``) is a hub processor; its tick task re-c
 opportunities every ``arbitrage.tick_interval`` on the same clock the feeds stamp receive times
 with, and closes them with reason ``shutdown`` when the daemon stops.
 
-Components still to arrive take their place here: the local WebSocket server, the control socket
-and the metrics endpoint each become one more ``await nursery.start(...)``.
+The local WebSocket server (``arbd.server``) starts once the feeds have started, when
+``server.enabled``; ``daemon.server`` is the running server (``daemon.server_port`` its port).
+Components still to arrive take their place here too: the control socket and the metrics
+endpoint each become one more ``await nursery.start(...)``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import random
 import signal
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import httpx
 import trio
@@ -36,6 +39,7 @@ from arbd.feed.transport import Opener, make_tcp_opener
 from arbd.hub import Hub
 from arbd.model import Event
 from arbd.plugins import PluginRegistry
+from arbd.server.ws import WebSocketServer, serve_websocket
 
 log = logging.getLogger("arbd")
 
@@ -85,9 +89,11 @@ class Daemon:
         recorder: Recorder | None = None,
         recorders: Mapping[str, Recorder] | None = None,
         rng: random.Random | None = None,
+        server_listeners: Sequence[trio.SocketListener] | None = None,
     ) -> None:
         """``recorder`` records every exchange; ``recorders`` one exchange each (by id), for
-        one capture file per exchange as ``arbd replay`` reads them."""
+        one capture file per exchange as ``arbd replay`` reads them. ``server_listeners``
+        replace listening on ``server.host:server.port`` (``arbd demo``, tests)."""
         self.config = config
         self.registry = registry
         self.hub = Hub()
@@ -97,6 +103,9 @@ class Daemon:
         self.recorders = dict(recorders or {})
         self.rng = rng
         self.feeds: list[ExchangeFeed] = []
+        self.server_listeners = server_listeners
+        self.server: WebSocketServer | None = None
+        self.server_port: int | None = None
         extra = conversion_symbols(config)
         self.adapters = {
             exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
@@ -114,6 +123,11 @@ class Daemon:
         adapter = self.adapters.get(exchange)
         instrument = adapter.instruments.get(symbol) if adapter is not None else None
         return instrument.lot_size if instrument is not None else None
+
+    def _server_markets(self) -> dict[str, list[str]]:
+        """Exchange id -> subscribed symbols, asked by the WebSocket server on every subscribe
+        (to be the daemon's ``markets()`` once symbols change at runtime)."""
+        return {exchange: list(a.settings.symbols) for exchange, a in self.adapters.items()}
 
     def publish(self, events: Sequence[Event]) -> None:
         self.hub.publish(events)
@@ -151,6 +165,18 @@ class Daemon:
                 await nursery.start(run_feeds, self.feeds)
                 if self.engine is not None:
                     await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
+                if config.server.enabled:
+                    self.server = await nursery.start(
+                        partial(
+                            serve_websocket,
+                            config.server,
+                            self.hub,
+                            self._server_markets,
+                            listeners=self.server_listeners,
+                            wall_ms=lambda: clock.wall_ns() // 1_000_000,
+                        )
+                    )
+                    self.server_port = self.server.port
                 log.info(
                     "arbd started: %d exchange(s): %s",
                     len(self.adapters),
