@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 import trio.lowlevel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbd.hub import Hub
 from arbd.model import encode_event
@@ -41,8 +45,6 @@ def healthy_lags(messages: list[dict]) -> list[dict]:
 
 
 def wire(*events) -> list[dict]:
-    import json
-
     return [json.loads(encode_event(e)) for e in events]
 
 
@@ -448,3 +450,36 @@ async def test_shutdown_closes_every_client_with_1001():
             for client in (a, b):
                 _, code = await until_closed(client, timeout=3)
                 assert code == 1001
+
+
+_fuzz = st.one_of(
+    st.binary(max_size=80),
+    st.text(max_size=80).map(str.encode),
+    st.fixed_dictionaries(
+        {"action": st.sampled_from(["subscribe", "unsubscribe", "ping", "x"])},
+        optional={
+            "symbols": st.lists(st.sampled_from(["BTC/USDT", "XRP/USD", "nope", ""]), max_size=3),
+            "exchanges": st.lists(st.sampled_from(["binance", "kraken", "ftx"]), max_size=2),
+            "channels": st.lists(st.sampled_from(["price", "trades", "bogus"]), max_size=2),
+            "id": st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans()),
+            "extra": st.integers(),
+        },
+    ).map(lambda v: json.dumps(v).encode()),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(messages=st.lists(_fuzz, min_size=1, max_size=5))
+async def test_fuzzed_messages_never_break_the_server(messages):
+    hub = Hub()
+    async with running_server(hub) as server, open_client(server.url) as client:
+        await client.receive()
+        for data in messages:
+            # As binary frames: the bytes need not be UTF-8, and are parsed like text.
+            client.protocol.send_binary(data)
+            reply = await client.receive()
+            assert reply["type"] in ("error", "subscribed", "unsubscribed", "pong"), reply
+        hub.publish([quote("5")])
+        assert (await client.request({"action": "ping"}))["type"] in ("price", "pong")
+        assert server.internal_errors == 0
+        assert len(server.clients) == 1
