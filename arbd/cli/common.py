@@ -43,6 +43,15 @@ def one_line_errors() -> Iterator[None]:
         fail(exc.one_line())
     except ArbdError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:
+        # Raised inside trio (e.g. the server's port is taken): nurseries wrap it in groups.
+        errors, rest = group.split(ArbdError)
+        if errors is None or rest is not None:
+            raise
+        first = errors.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        fail(first.one_line() if isinstance(first, ConfigError) else str(first))
 
 
 class OneLineGroup(click.Group):

@@ -32,7 +32,7 @@ def start(config_path: str | None) -> None:
         registry = load_registry()
         setup_logging(config.logging.level)
         daemon = Daemon(config, registry)
-    trio.run(run_until_signal, daemon)
+        trio.run(run_until_signal, daemon)
 
 
 @click.command()

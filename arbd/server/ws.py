@@ -186,13 +186,18 @@ async def _send_final(stream: trio.abc.Stream, protocol: ServerProtocol) -> None
         return  # the client left; nothing to tell it
 
 
-async def open_listeners(config: ServerConfig) -> list[trio.SocketListener]:
+async def open_listeners(
+    config: ServerConfig, *, any_port_if_busy: bool = False
+) -> list[trio.SocketListener]:
     """Listen on ``server.host:server.port``. A port in use or an address this machine does not
-    have is a ConfigError naming ``server.port`` / ``server.host``."""
+    have is a ConfigError naming ``server.port`` / ``server.host``; with ``any_port_if_busy``
+    (``arbd demo``) a port in use is replaced by a free one."""
     host = config.host or None
     try:
         return await trio.open_tcp_listeners(config.port, host=host)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and any_port_if_busy:
+            return await trio.open_tcp_listeners(0, host=host)
         key = "server.port" if exc.errno == errno.EADDRINUSE else "server.host"
         where = f"{config.host or '*'}:{config.port}"
         raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}", key=key) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from functools import partial
 
 import pytest
@@ -137,3 +139,40 @@ def test_rate_limit_allows_bursts_then_refuses_and_marks_abuse():
     assert limit.allow(20.0)
     assert not limit.abusive
     assert limit.refused == 11
+
+
+@pytest.fixture
+def keep_logging():
+    """`arbd start` sets up logging on the root logger; put it back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("keep_logging")
+def test_arbd_start_refuses_unsafe_or_busy_server_settings_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from arbd.cli.main import cli
+
+    public = tmp_path / "public.toml"
+    public.write_text('[server]\nhost = "0.0.0.0"\n')
+    result = CliRunner().invoke(cli, ["start", "--config", str(public)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"{public}: server.token: required when server.host (0.0.0.0) is not a loopback address"
+    )
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = tmp_path / "busy.toml"
+        busy.write_text(f"[server]\nport = {port}\n[metrics]\nenabled = false\n")
+        result = CliRunner().invoke(cli, ["start", "--config", str(busy)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"server.port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
