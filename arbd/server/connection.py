@@ -1,39 +1,38 @@
-"""One local WebSocket client after its handshake: a reader task and a writer task.
+"""One local WebSocket client after its handshake, and the server's shared flusher.
 
-The reader parses socket reads with the websockets Sans-I/O ``ServerProtocol``, hands each
-complete message to the pure :class:`~arbd.server.protocol.ClientSession` and carries out the
-outcome synchronously: replies go to the connection's outbox, a changed subscription re-registers
-the hub subscriber. The writer is the only task that writes to the socket. Each time it is woken
-it writes, in one ``send_all``: the outbox (handshake response, replies, pongs, events of a
-replaced subscriber), a ``lag`` notice, and everything the hub subscriber buffered (already
-framed by the hub, the same bytes objects for every client).
+Reading: one task per client parses socket reads with the websockets Sans-I/O
+``ServerProtocol``, hands each complete message to the pure
+:class:`~arbd.server.protocol.ClientSession` and carries out the outcome synchronously through
+the client's :class:`~arbd.server.output.ClientOutput`.
 
-Order: a reply comes after every event published before its request was read. After
-``subscribe`` a client sees: events of its old subscriptions published before the request, the
-``subscribed`` reply, the current state the request names (latest prices, books, status, open
-opportunities), then live events. Nothing published in between is lost or duplicated: all of it
-runs synchronously between two awaits of one trio run.
-
-Bounds, per client: the hub buffer (``server.buffer`` events, under ``server.slow_policy``), the
-bytes of one write in progress, the outbox (a client that does not read but keeps changing
-subscriptions is closed with 1008 once it holds more than twice ``server.buffer`` frames) and
-the kernel's socket buffer. The publisher never waits for a client.
+Writing has a fast path and a slow path. The hub calls ``wake()`` inside ``publish``; that only
+puts the client on the :class:`Flusher`'s list. The flusher, one task for all clients, then
+writes each listed client's pending bytes with one non-blocking ``os.write`` on its socket:
+no task switch per client (a trio ``send_all`` per client costs several, and dominated both
+throughput and latency in ``benchmarks/fanout.py``). Only when the kernel does not take
+everything does the client's own writer task take over: it waits until the socket is writable
+(at most ``server.slow_deadline`` under the ``disconnect`` policy), writes the rest and then
+whatever accumulated meanwhile, and hands the client back to the flusher. While a client is
+blocked like this, its hub buffer keeps it bounded; nobody else waits for it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import trio
+import trio.lowlevel
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from arbd.hub import Hub, HubSubscriber
 from arbd.server.frames import text_frame
-from arbd.server.protocol import ClientSession, Outcome, lag
+from arbd.server.output import ClientOutput
+from arbd.server.protocol import ClientSession, Outcome
 
 if TYPE_CHECKING:
     from arbd.config import ServerConfig
@@ -43,144 +42,143 @@ log = logging.getLogger("arbd.server")
 RECEIVE_SIZE: Final = 64 * 1024
 CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing handshake may take before the TCP connection is closed regardless."""
-LAG_INTERVAL: Final = 1.0
-"""At most one ``lag`` notice per second per client (conflation happens on every burst)."""
 BROKEN: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
 
-_TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+
+
+class Flusher:
+    """Writes the pending output of every woken client, from one task. Start ``run`` with
+    ``nursery.start`` before the first client."""
+
+    BATCH: Final = 256
+    """Clients written between two checkpoints, so a big fan-out does not starve ingest."""
+
+    def __init__(self) -> None:
+        self._pending: list[ClientConnection] = []
+        self._ready = trio.Event()
+
+    def schedule(self, client: ClientConnection) -> None:
+        self._pending.append(client)
+        self._ready.set()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            pending, self._pending = self._pending, []
+            for i, client in enumerate(pending, 1):
+                try:
+                    client.flush()
+                except Exception:  # a bug in one client's output must not stop the others
+                    log.exception("client %s: internal error; connection dropped", client.peer)
+                    client.abort()
+                if i % self.BATCH == 0:
+                    await trio.lowlevel.checkpoint()
 
 
 class ClientConnection:
     """One open client. The server creates it after accepting the handshake and awaits
-    :meth:`run`; everything else is for tests and status (``sub``, ``lost``, ``close_code``)."""
+    :meth:`run`; ``output`` (subscriber, counters) and ``closing`` are for tests and status."""
 
     def __init__(
         self,
         *,
         config: ServerConfig,
         hub: Hub,
-        stream: trio.abc.Stream,
+        stream: trio.SocketStream,
         protocol: ServerProtocol,
         session: ClientSession,
+        flusher: Flusher,
         wall_ms: Callable[[], int],
         peer: str,
     ) -> None:
         self.config = config
-        self.hub = hub
         self.stream = stream
         self.protocol = protocol
         self.session = session
+        self.flusher = flusher
         self.wall_ms = wall_ms
         self.peer = peer
-        self.sub: HubSubscriber | None = None
-        self.outbox: list[bytes] = []
-        self.lost = 0
-        """Events lost to the slow-consumer policy since the connection opened."""
+        self.output = ClientOutput(hub, config, self.wake)
         self.close_code: int | None = None
         """The code of the close frame this side sent, once closed (None: none was sent)."""
-        self.sent_messages = 0
-        self._reported = 0
-        self._counted = 0
-        self._last_lag = -LAG_INTERVAL
-        self._close: tuple[int, str] | None = None
-        self._ready = trio.Event()
-        self._writing = False
+        self._fd = stream.socket.fileno()
+        self._unsent = memoryview(b"")
+        """The rest of a write the kernel did not take; non-empty means blocked."""
+        self._queued = False
+        self._broken = False
+        self._abandoned = False
+        self._stopped = False
+        self._attention = trio.Event()
         self._fragments: list[bytes] = []
         self._fragment_text = False
 
-    # -- synchronous pieces (the hub calls wake() from inside publish) ---------------------------
-
-    def wake(self) -> None:
-        self._ready.set()
+    @property
+    def sub(self) -> HubSubscriber | None:
+        return self.output.sub
 
     @property
     def closing(self) -> tuple[int, str] | None:
         """The (code, reason) this connection is closing with, once decided."""
-        return self._close
+        return self.output.close_request
 
-    def request_close(self, code: int, reason: str) -> None:
-        """Close after what is queued so far has been written."""
-        if self._close is None:
-            self._close = (code, reason)
-        self.wake()
+    # -- synchronous pieces (the hub calls wake() from inside publish) ---------------------------
 
-    def queue_frames(self, frames: list[bytes]) -> None:
-        self.outbox.extend(frames)
-        if len(self.outbox) > 2 * self.config.buffer:
-            self.request_close(1008, "not reading")
-        self.wake()
+    def wake(self) -> None:
+        """There is something to write: list the client with the flusher (unless it is
+        already listed, blocked or closing: then its own task picks the data up)."""
+        if self.output.close_request is not None:
+            self._attention.set()
+        elif not (self._queued or self._unsent or self._stopped):
+            self._queued = True
+            self.flusher.schedule(self)
 
-    def _count_lost(self, sub: HubSubscriber) -> None:
-        new = sub.dropped - self._counted
-        if new:
-            self._counted = sub.dropped
-            self.lost += new
+    def flush(self) -> None:
+        """The fast path, run by the flusher: write what is pending without blocking."""
+        self._queued = False
+        if self._unsent or self._stopped or self.output.close_request is not None:
+            return
+        data = self.output.take(trio.current_time())
+        if data:
+            self._write(memoryview(data))
+        if self.output.close_request is not None or self._unsent:
+            self._attention.set()
 
-    def _lag_notice(self, force: bool) -> list[bytes]:
-        now = trio.current_time()
-        unreported = self.lost - self._reported
-        if not unreported or (not force and now - self._last_lag < LAG_INTERVAL):
-            return []
-        self._reported = self.lost
-        self._last_lag = now
-        return [text_frame(lag(unreported, self.lost, self.config.slow_policy))]
+    def abort(self) -> None:
+        """Give up on the connection without a closing handshake."""
+        self._broken = True
+        self._unsent = memoryview(b"")
+        self.output.request_close(1011, "internal error")
+        self._attention.set()
+
+    def _write(self, data: memoryview) -> None:
+        """One non-blocking write; what the kernel does not take waits in ``_unsent``."""
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._broken = True
+            self._unsent = memoryview(b"")
+            self.output.request_close(1006, "connection lost")
+            self._attention.set()
+            return
+        self._unsent = data[written:]
 
     def apply(self, outcome: Outcome) -> None:
         """Carry out what the session decided for one client message."""
+        now = trio.current_time()
         replies = [text_frame(reply) for reply in outcome.replies]
         change = outcome.change
         if change is None:
-            # Replies come after the events published before the request: move what the
-            # subscriber holds to the outbox first (bounded: see queue_frames).
-            self.queue_frames(self._backlog() + replies)
+            self.output.reply(replies, now)
         else:
-            frames: list[bytes] = []
-            old = self.sub
-            if old is not None:
-                # Events the old subscriptions got before this request go out before the reply.
-                self.hub.unsubscribe(old)
-                frames += self._backlog(force_lag=True)
-                self._counted = 0
-            frames += replies
-            self.sub = None
-            if change.filter is not None:
-                config = self.config
-                sub = self.hub.subscribe(
-                    change.filter,
-                    capacity=config.buffer,
-                    policy=config.slow_policy,
-                    wake=self.wake,
-                    wire=text_frame,
-                )
-                self.sub = sub
-                if change.snapshot is not None:
-                    for event in self.hub.state.snapshot(change.snapshot):
-                        if sub.filter.matches(event):
-                            sub.offer(event, self.hub.encode_for(sub, event))
-            self.queue_frames(frames)
+            self.output.resubscribe(change.filter, change.snapshot, replies, now)
         if outcome.close is not None:
-            self.request_close(*outcome.close)
-
-    def _backlog(self, *, force_lag: bool = False) -> list[bytes]:
-        """What the hub subscriber holds, oldest first, preceded by a ``lag`` notice when
-        events were lost; empties the subscriber. An overflowed subscriber closes the client."""
-        sub = self.sub
-        if sub is None or self._close is not None:
-            return []
-        self._count_lost(sub)
-        if sub.overflowed:
-            self.request_close(1008, f"too slow: more than {sub.capacity} events behind")
-            return []
-        frames = self._lag_notice(force=force_lag)
-        items = cast(list[bytes], sub.drain())
-        self.sent_messages += len(items)
-        return frames + items
-
-    def _take(self) -> bytes:
-        """Everything to write now, in order, as one buffer."""
-        parts = self.outbox
-        self.outbox = []
-        return b"".join(parts + self._backlog())
+            self.output.request_close(*outcome.close)
+            self.wake()
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -209,7 +207,7 @@ class ClientConnection:
 
     async def _read_loop(self) -> None:
         protocol = self.protocol
-        while protocol.state is State.OPEN and self._close is None:
+        while protocol.state is State.OPEN and self.output.close_request is None:
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             except BROKEN:
@@ -221,48 +219,48 @@ class ClientConnection:
             for event in protocol.events_received():
                 if isinstance(event, Frame):
                     self.on_frame(event)
-            self.queue_frames([chunk for chunk in protocol.data_to_send() if chunk])
+            self.output.queue([chunk for chunk in protocol.data_to_send() if chunk])
             if not data:
                 break
-        if self._close is None:
-            rcvd = protocol.close_rcvd
-            # The peer closed (its close frame is answered by the protocol), broke the protocol
-            # (the protocol queued its close frame, e.g. 1009 for a message over the limit) or
-            # went away: in each case stop after writing what is queued.
-            self.request_close(rcvd.code if rcvd is not None else 1000, "")
+        rcvd = protocol.close_rcvd
+        # The peer closed (the protocol answered its close frame), broke the protocol (the
+        # protocol queued its own close frame, e.g. 1009 for a message over the limit) or went
+        # away: in each case stop after writing what is queued.
+        self.output.request_close(rcvd.code if rcvd is not None else 1000, "")
+        self.wake()
 
-    # -- writing ----------------------------------------------------------------------------------
+    # -- the slow path ----------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        """Wait for what the flusher cannot do: a blocked socket, a held-back lag notice, the
+        close. Returns when the connection is to close."""
         deadline = (
             self.config.slow_deadline if self.config.slow_policy == "disconnect" else float("inf")
         )
-        while True:
-            if self.lost > self._reported:
-                # A lag notice was held back by LAG_INTERVAL: send it when that has passed,
-                # even if nothing else is written by then.
-                with trio.move_on_at(self._last_lag + LAG_INTERVAL):
-                    await self._ready.wait()
-            else:
-                await self._ready.wait()
-            self._ready = trio.Event()
-            data = self._take()
-            if data:
-                self._writing = True
-                try:
-                    with trio.move_on_after(deadline) as scope:
-                        await self.stream.send_all(data)
-                except BROKEN:
-                    self.request_close(1006, "connection lost")
-                    return  # _writing stays set: nothing more can be written
+        while self.output.close_request is None:
+            due = self.output.lag_due()
+            with trio.move_on_at(float("inf") if due is None else due):
+                await self._attention.wait()
+            self._attention = trio.Event()
+            if due is not None and trio.current_time() >= due:
+                self.wake()  # the flusher sends the lag notice
+            while self._unsent and not self._broken:
+                # A client already being closed (it overflowed, say) gets CLOSE_TIMEOUT.
+                wait = deadline if self.output.close_request is None else CLOSE_TIMEOUT
+                with trio.move_on_after(wait) as scope:
+                    await trio.lowlevel.wait_writable(self._fd)
                 if scope.cancelled_caught:
                     # Part of a frame may be out: no close frame can follow it.
-                    self.request_close(1008, "too slow")
-                    log.info("client %s: a write stayed blocked %g s; dropped", self.peer, deadline)
+                    self._abandoned = True
+                    self.output.request_close(1008, "too slow")
+                    log.info("client %s: a write stayed blocked %g s; dropped", self.peer, wait)
                     return
-                self._writing = False
-            if self._close is not None:
-                return
+                self._write(self._unsent)
+                if not self._unsent and self.output.close_request is None:
+                    # Caught up with the old bytes; what arrived meanwhile goes out now.
+                    data = self.output.take(trio.current_time())
+                    if data:
+                        self._write(memoryview(data))
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -275,25 +273,27 @@ class ClientConnection:
                 await self._write_loop()
                 nursery.cancel_scope.cancel()
         finally:
-            if self.sub is not None:
-                self.hub.unsubscribe(self.sub)
+            self.output.detach()
             with trio.CancelScope(shield=True):
                 await self._finish()
 
     async def _finish(self) -> None:
         """Closing handshake, bounded by CLOSE_TIMEOUT; then the TCP connection is closed.
 
-        Skipped when a write was interrupted (shutdown, or a blocked write past its deadline):
-        the socket may hold part of a frame, and a stalled client would not read it anyway.
+        Skipped when the stream broke or a write was abandoned: the socket may hold part of a
+        frame, and a stalled client would not read a close frame anyway.
         """
-        code, reason = self._close or (1001, "server shutting down")
+        self._stopped = True
+        code, reason = self.output.close_request or (1001, "server shutting down")
         protocol = self.protocol
         with trio.move_on_after(CLOSE_TIMEOUT):
-            if not self._writing:
+            if not (self._broken or self._abandoned):
                 if protocol.state is State.OPEN:
                     protocol.send_close(code, reason)
-                data = b"".join(self.outbox + protocol.data_to_send())
-                self.outbox = []
+                # The rest of a frame in progress first, then replies, then the close frame.
+                data = b"".join([self._unsent, *self.output.outbox, *protocol.data_to_send()])
+                self._unsent = memoryview(b"")
+                self.output.outbox = []
                 await self._close_handshake(data)
         sent = protocol.close_sent
         self.close_code = sent.code if sent is not None else None

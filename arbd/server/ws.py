@@ -29,7 +29,7 @@ from arbd.config import ServerConfig, check_server
 from arbd.errors import ConfigError
 from arbd.hub import Hub
 from arbd.server.access import check_handshake
-from arbd.server.connection import BROKEN, RECEIVE_SIZE, ClientConnection
+from arbd.server.connection import BROKEN, RECEIVE_SIZE, ClientConnection, Flusher
 from arbd.server.frames import text_frame
 from arbd.server.protocol import ClientSession, Markets
 
@@ -56,6 +56,7 @@ class WebSocketServer:
         self.host = config.host
         self.port = 0
         self.clients: set[ClientConnection] = set()
+        self.flusher = Flusher()
         self.accepted = 0
         self.refused = 0
         self.closed_slow = 0
@@ -129,7 +130,7 @@ class WebSocketServer:
         return None
 
     async def _serve(
-        self, stream: trio.abc.Stream, peer: str, protocol: ServerProtocol, early: list[Frame]
+        self, stream: trio.SocketStream, peer: str, protocol: ServerProtocol, early: list[Frame]
     ) -> None:
         session = ClientSession(self.config, self.markets, trio.current_time())
         client = ClientConnection(
@@ -138,10 +139,11 @@ class WebSocketServer:
             stream=stream,
             protocol=protocol,
             session=session,
+            flusher=self.flusher,
             wall_ms=self.wall_ms,
             peer=peer,
         )
-        client.queue_frames(
+        client.output.queue(
             [chunk for chunk in protocol.data_to_send() if chunk]
             + [text_frame(session.hello(self.wall_ms()))]
         )
@@ -226,6 +228,7 @@ async def serve_websocket(
     server.host, server.port = str(sockname[0]), int(sockname[1])
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(server.flusher.run)
             await nursery.start(
                 partial(
                     trio.serve_listeners, server.handle, list(listeners), handler_nursery=nursery

@@ -228,7 +228,7 @@ async def test_a_stalled_client_does_not_delay_a_healthy_one_and_is_conflated():
                 assert conn.sub is not None
                 assert len(conn.sub) <= 20  # the stalled client's buffer never grows past it
             assert healthy_lags(got) == []
-            assert conn.lost > 0
+            assert conn.output.lost > 0
             # The stalled client reads again: it is told what it lost and ends on the latest
             # price of every symbol still in its buffer (the last two rounds: 20 keys; older
             # keys were evicted for newer ones when the buffer was full).
@@ -264,7 +264,7 @@ async def test_drop_oldest_accounts_for_every_event():
                 assert conn.sub is not None and len(conn.sub) <= 50
                 if n % 100 == 0:
                     await trio.lowlevel.checkpoint()  # the writer runs: it blocks on the socket
-            assert conn.lost > 0
+            assert conn.output.lost > 0
             sequences: list[int] = []
             dropped = 0
             with trio.fail_after(10):
@@ -278,7 +278,7 @@ async def test_drop_oldest_accounts_for_every_event():
             # counted as lost and reported.
             assert sequences == sorted(sequences)
             assert sequences[-1] == total - 1
-            assert dropped == conn.lost
+            assert dropped == conn.output.lost
 
 
 async def test_disconnect_policy_closes_an_overflowing_client_with_1008():
