@@ -98,7 +98,8 @@ def count_bytes(
     socks: list[socket.socket], seconds: float, idle_stop: float = 2.0
 ) -> tuple[int, float, float, float]:
     """Read every socket for ``seconds`` from the first byte, or until nothing arrived for
-    ``idle_stop`` seconds. Returns (bytes, elapsed s, wall time of the first and last byte)."""
+    ``idle_stop`` seconds after it (or ``seconds`` before it). Returns (bytes, elapsed s, wall
+    time of the first and last byte)."""
     poller, by_fd = _epoll(socks)
     buf = bytearray(1 << 20)
     total = 0
@@ -106,7 +107,9 @@ def count_bytes(
     last = time.perf_counter()
     while True:
         now = time.perf_counter()
-        if (total and now - start >= seconds) or now - last > idle_stop:
+        if total and (now - start >= seconds or now - last > idle_stop):
+            break
+        if not total and now - last > seconds:
             break
         for fd, _ in poller.poll(0.05):
             n = by_fd[fd].recv_into(buf)

@@ -247,13 +247,19 @@ async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]
 
 
 async def run_latency(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[str]:
+    return [await _latency(args, cpus, n) for n in args.latency_subscribers]
+
+
+async def _latency(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None], subscribers: int
+) -> str:
     config = ServerConfig(port=0, buffer=100_000, slow_policy="drop_oldest")
     rows: list[str] = []
 
     async def body(hub: Hub, server: Any) -> None:
-        clients = Clients(server.port, args.latency_subscribers, {}, cpus[1])
+        clients = Clients(server.port, subscribers, {}, cpus[1])
         _, opened, error = await clients.call()
-        assert opened == args.latency_subscribers, error
+        assert opened == subscribers, error
         stop = trio.Event()
 
         async def publish() -> None:
@@ -270,8 +276,7 @@ async def run_latency(args: argparse.Namespace, cpus: tuple[int | None, int | No
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(publish)
-            every = 10
-            found, total = await clients.call("latency", args.seconds, every)
+            found, total = await clients.call("latency", args.seconds, args.sample_every)
             stop.set()
         clients.close()
         found.sort()
@@ -280,13 +285,13 @@ async def run_latency(args: argparse.Namespace, cpus: tuple[int | None, int | No
         p99 = us[int(len(us) * 0.99)]
         rate = total / FRAME_SIZE / args.seconds
         rows.append(
-            f"| {args.rate:,} events/s to {args.latency_subscribers} subscribers "
+            f"| {args.rate:,} events/s to {subscribers} subscribers "
             f"({rate:,.0f} msgs/s delivered) | {p50:,.0f} µs | {p99:,.0f} µs | {us[-1]:,.0f} µs "
             f"| {len(us):,} |"
         )
 
     await with_server(config, body, cpus[0])
-    return rows
+    return rows[0]
 
 
 def run_framing() -> list[str]:
@@ -333,16 +338,20 @@ def main() -> None:
     parser.add_argument("--only", default="throughput,idle,latency,framing")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=10_000)
-    parser.add_argument("--latency-subscribers", type=int, default=100)
+    parser.add_argument("--latency-subscribers", default="100,10", help="one run per count")
     parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument(
+        "--sample-every", type=int, default=25, help="latency: parse every Nth connection"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batches", default="10,100", help="events per publish (throughput)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/clients to cores")
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
+    args.latency_subscribers = [int(n) for n in str(args.latency_subscribers).split(",")]
     if args.quick:
         args.subscribers, args.idle, args.seconds = 100, 500, 1.0
-        args.latency_subscribers, args.rate, args.batches = 20, 5000, [100]
+        args.latency_subscribers, args.rate, args.batches = [20], 5000, [100]
     only = set(args.only.split(","))
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     cpus: tuple[int | None, int | None] = (0, 1) if pin else (None, None)
