@@ -284,10 +284,13 @@ async def _latency(
         p50 = statistics.median(us)
         p99 = us[int(len(us) * 0.99)]
         rate = total / FRAME_SIZE / args.seconds
+        flusher = server.flusher
+        per_pass = flusher.busy / max(1, flusher.passes) * 1e6
+        per_write = flusher.busy / max(1, flusher.flushes) * 1e6
         rows.append(
             f"| {args.rate:,} events/s to {subscribers} subscribers "
             f"({rate:,.0f} msgs/s delivered) | {p50:,.0f} µs | {p99:,.0f} µs | {us[-1]:,.0f} µs "
-            f"| {len(us):,} |"
+            f"| {len(us):,} | {per_pass:,.0f} µs, {per_write:.1f} µs per client |"
         )
 
     await with_server(config, body, cpus[0])
@@ -365,8 +368,10 @@ def main() -> None:
         for row in trio.run(run_idle, args, cpus):
             print(row)
     if "latency" in only:
-        print("\n| latency, publish to subscriber read | p50 | p99 | max | samples |")
-        print("|---|---:|---:|---:|---:|")
+        print(
+            "\n| latency, publish to subscriber read | p50 | p99 | max | samples | flusher pass |"
+        )
+        print("|---|---:|---:|---:|---:|---|")
         for row in trio.run(run_latency, args, cpus):
             print(row)
     if "framing" in only:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -57,6 +58,11 @@ class Flusher:
     def __init__(self) -> None:
         self._pending: list[ClientConnection] = []
         self._ready = trio.Event()
+        self.passes = 0
+        self.flushes = 0
+        """Client flushes done, over all passes."""
+        self.busy = 0.0
+        """Seconds spent in passes (what one client write costs: busy / flushes)."""
 
     def schedule(self, client: ClientConnection) -> None:
         self._pending.append(client)
@@ -68,6 +74,9 @@ class Flusher:
             await self._ready.wait()
             self._ready = trio.Event()
             pending, self._pending = self._pending, []
+            started = time.perf_counter()
+            self.passes += 1
+            self.flushes += len(pending)
             for i, client in enumerate(pending, 1):
                 try:
                     client.flush()
@@ -75,7 +84,10 @@ class Flusher:
                     log.exception("client %s: internal error; connection dropped", client.peer)
                     client.abort()
                 if i % self.BATCH == 0:
+                    self.busy += time.perf_counter() - started
                     await trio.lowlevel.checkpoint()
+                    started = time.perf_counter()
+            self.busy += time.perf_counter() - started
 
 
 class ClientConnection:
