@@ -66,7 +66,9 @@ def record(
                 fail(f"--channels: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})")
             overrides["channels"] = wanted
         exchange = msgspec.structs.replace(base, **overrides)
-        config = msgspec.structs.replace(config, exchanges={exchange_id: exchange})
+        # Recording serves nobody: no local WebSocket port to collide with a running arbd.
+        server = msgspec.structs.replace(config.server, enabled=False)
+        config = msgspec.structs.replace(config, exchanges={exchange_id: exchange}, server=server)
         with CaptureWriter(Path(out_path), exchange=exchange_id) as writer:
             daemon = Daemon(config, registry, recorder=writer)
             trio.run(_record_for, daemon, writer, duration)

@@ -483,3 +483,17 @@ async def test_fuzzed_messages_never_break_the_server(messages):
         assert (await client.request({"action": "ping"}))["type"] in ("price", "pong")
         assert server.internal_errors == 0
         assert len(server.clients) == 1
+
+
+async def test_a_plain_http_request_is_told_to_upgrade():
+    async with running_server() as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            with trio.fail_after(5):
+                while data := await stream.receive_some(65536):
+                    answer += data
+        assert answer.startswith(b"HTTP/1.1 426 ")
+        assert server.refused == 1
+        assert server.internal_errors == 0
