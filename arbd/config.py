@@ -10,12 +10,13 @@ The structs are the single source of the defaults: ``arbd config init`` writes
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Final, Literal, NoReturn
 
 import msgspec
 
@@ -36,7 +37,7 @@ class DaemonConfig(_Section):
 
 
 class ServerConfig(_Section):
-    """The local WebSocket server for programs."""
+    """The local WebSocket server for programs (``arbd.server``)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -44,6 +45,20 @@ class ServerConfig(_Section):
     path: str = "/ws"
     token: str = ""
     """Required when ``host`` is not a loopback address."""
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    """Browser ``Origin``s allowed to connect (empty: any; clients without one always may)."""
+    max_clients: int = 1000
+    max_message_bytes: int = 65536
+    """Largest client message; a bigger one closes the connection with code 1009."""
+    max_subscriptions: int = 1000
+    """Active (channel, exchange, symbol) subscriptions per client."""
+    max_messages_per_s: float = 100.0
+    """Client messages per second (bursts of one second's worth); more get ``rate_limited``."""
+    buffer: int = 10000
+    """Events buffered per client while it is behind."""
+    slow_policy: Literal["conflate", "drop_oldest", "disconnect"] = "conflate"
+    slow_deadline: float = 10.0
+    """``disconnect`` policy: seconds one write may stay blocked before the client is dropped."""
 
 
 class ControlConfig(_Section):
@@ -186,8 +201,7 @@ def _check(config: Config, file: str) -> None:
     for section, port in (("server", config.server.port), ("metrics", config.metrics.port)):
         if not 0 <= port <= 65535:
             fail(f"{section}.port", f"port {port} is outside 0-65535")
-    if not config.server.path.startswith("/"):
-        fail("server.path", "must start with '/'")
+    check_server(config.server, file)
     feed = config.feed
     for key in ("stale_after", "connect_timeout", "backoff_base", "backoff_cap", "rest_timeout"):
         if getattr(feed, key) <= 0:
@@ -223,6 +237,53 @@ def _check(config: Config, file: str) -> None:
             if fee is not None and not -1.0 < fee < 10.0:
                 fail(f"{base}.{key}", f"{fee} is not a plausible fee in percent")
     _check_arbitrage(config.arbitrage, fail)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); an empty host (every
+    interface) and any other name are not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+MIN_TOKEN_LENGTH: Final = 16
+
+
+def check_server(server: ServerConfig, file: str = "<config>") -> None:
+    """The ``[server]`` rules a type cannot state. Also run by the server itself at start, so a
+    ``Config`` built in code cannot open an unauthenticated port to the network."""
+
+    def fail(key: str, problem: str) -> NoReturn:
+        raise ConfigError(problem, path=file, key=f"server.{key}")
+
+    if not server.path.startswith("/"):
+        fail("path", "must start with '/'")
+    if server.token:
+        if len(server.token) < MIN_TOKEN_LENGTH or not server.token.isascii():
+            fail("token", f"must be at least {MIN_TOKEN_LENGTH} ASCII characters")
+        if any(c.isspace() or not c.isprintable() for c in server.token):
+            fail("token", "must not contain spaces or control characters")
+    elif not is_loopback_host(server.host):
+        fail(
+            "token",
+            f"required when server.host ({server.host or 'every interface'}) is not a "
+            "loopback address",
+        )
+    for i, origin in enumerate(server.allowed_origins):
+        if not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^/\s]+", origin) and origin != "null":
+            fail(f"allowed_origins[{i}]", f"{origin!r} is not an origin like https://example.com")
+    for key in ("max_clients", "max_subscriptions", "buffer"):
+        if getattr(server, key) < 1:
+            fail(key, "must be at least 1")
+    if server.max_message_bytes < 256:
+        fail("max_message_bytes", "must be at least 256")
+    for key in ("max_messages_per_s", "slow_deadline"):
+        if not 0 < getattr(server, key) < math.inf:
+            fail(key, "must be greater than 0")
 
 
 def _check_arbitrage(arb: ArbitrageConfig, fail: Callable[[str, str], NoReturn]) -> None:

@@ -15,8 +15,10 @@ The runtime API (what the control channel and ``arbctl`` call): :meth:`Daemon.st
 Runtime changes are serialized by one lock; the reload plan itself is computed purely in
 ``arbd.reload`` and the per-exchange connection changes happen in ``arbd.feed.exchange``.
 
-Components still to arrive take their place here: the local WebSocket server, the control socket
-and the metrics endpoint each become one more ``await nursery.start(...)``.
+Start order in :meth:`Daemon.run`: the control socket (a live daemon on the same socket stops
+this one first), the feeds, the arbitrage tick, the local WebSocket server (``arbd.server``;
+``daemon.server`` / ``daemon.server_port``), the metrics endpoint, and last the systemd
+notifications (``READY=1`` means everything before it is up).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import random
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -50,6 +53,7 @@ from arbd.model import Arbitrage, Event
 from arbd.plugins import PluginRegistry
 from arbd.reload import ReloadPlan, effective_symbols, plan_reload
 from arbd.sdnotify import Notifier
+from arbd.server.ws import WebSocketServer, serve_websocket
 from arbd.service import run_service_notifications, status_line
 from arbd.status import DaemonStatus
 
@@ -103,12 +107,14 @@ class Daemon:
         recorders: Mapping[str, Recorder] | None = None,
         rng: random.Random | None = None,
         notifier: Notifier | None = None,
+        server_listeners: Sequence[trio.SocketListener] | None = None,
     ) -> None:
         """``notifier``: systemd's notification socket (``arbd start`` passes the one
         ``$NOTIFY_SOCKET`` names; by default nothing is sent).
         ``config_path``: the file :meth:`reload` re-reads (none: reload is refused).
         ``recorder`` records every exchange; ``recorders`` one exchange each (by id), for
-        one capture file per exchange as ``arbd replay`` reads them."""
+        one capture file per exchange as ``arbd replay`` reads them. ``server_listeners``
+        replace listening on ``server.host:server.port`` (``arbd demo``, tests)."""
         self.config = config
         """The configuration running now (after reloads; runtime symbol changes aside)."""
         self.config_path = str(config_path) if config_path is not None else ""
@@ -127,6 +133,9 @@ class Daemon:
             recorders=lambda exchange: self.recorders.get(exchange, self.recorder),
             rng=rng,
         )
+        self.server_listeners = server_listeners
+        self.server: WebSocketServer | None = None
+        self.server_port: int | None = None
         extra = conversion_symbols(config)
         self.adapters = {
             exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
@@ -192,6 +201,18 @@ class Daemon:
                 if self.engine is not None:
                     await nursery.start(self._run_arbitrage_ticks, self.engine, clock)
                 nursery.start_soon(self._sample_rates, clock)
+                if self.config.server.enabled:
+                    self.server = await nursery.start(
+                        partial(
+                            serve_websocket,
+                            self.config.server,
+                            self.hub,
+                            self.markets,
+                            listeners=self.server_listeners,
+                            wall_ms=lambda: clock.wall_ns() // 1_000_000,
+                        )
+                    )
+                    self.server_port = self.server.port
                 # Last: READY=1 means everything above is up.
                 await nursery.start(run_service_notifications, self, self.notifier)
                 log.info(

@@ -11,16 +11,24 @@ the buffer is full:
 ``drop_oldest``  a ring buffer: the oldest event is dropped (counted).
 ``disconnect``   the subscriber is marked ``overflowed``; its owner closes it.
 
-Subscribers that want bytes get each event encoded once per publish, not once per subscriber.
+Subscribers that want bytes get each event encoded once per publish, not once per subscriber;
+a subscriber with a ``wire`` function (the local WebSocket server's frame builder) gets
+``wire(json)``, also computed once per event and shared by every subscriber using that function,
+so a fan-out to many clients writes the same bytes objects to each of them.
 A subscriber's ``wake`` callback (e.g. ``trio.Event.set``) is called when its buffer goes from
 empty to non-empty, so an idle writer task costs nothing per event.
+
+Cost shape: ``publish`` hands each subscriber the events of a batch that it wants in one
+``offer_many`` call. A subscriber that wants everything costs O(1) Python operations per batch
+(a deque extend; for ``conflate`` a dict update with keys computed once per batch, unless the
+buffer is nearly full), whatever the batch size; a filtered subscriber adds one filter call per
+event. ``benchmarks/fanout.py`` measures it.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import count
 from typing import Any, Literal
 
 import msgspec
@@ -30,6 +38,8 @@ from arbd.model import EVENT_CHANNEL, SLOT_REMOVED, Arbitrage, Book, Event, Feed
 Policy = Literal["conflate", "drop_oldest", "disconnect"]
 Processor = Callable[[Sequence[Event]], Sequence[Event]]
 """A synchronous stage that sees each published batch and may return extra events."""
+Wire = Callable[[bytes], bytes]
+"""Turns an event's JSON into the bytes a subscriber writes (e.g. a WebSocket frame)."""
 
 _CONFLATABLE = (Quote, Book)
 
@@ -73,6 +83,8 @@ class HubSubscriber:
         policy: Policy,
         wake: Callable[[], None] | None,
         encoded: bool,
+        *,
+        wire: Wire | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -82,61 +94,85 @@ class HubSubscriber:
         self.capacity = capacity
         self.policy = policy
         self.wake = wake
-        self.encoded = encoded
+        self.wire = wire
+        self.encoded = encoded or wire is not None
         self.dropped = 0
         self.overflowed = False
-        self._unique = count()
-        # conflate: insertion-ordered dict key -> item; others: deque of items.
+        # conflate: insertion-ordered dict key -> item; others: deque of items (drop_oldest's
+        # deque is bounded, so extending it drops the oldest entries in C).
         self._latest: dict[object, object] = {}
-        self._queue: deque[object] = deque()
+        self._queue: deque[object] = deque(maxlen=capacity if policy == "drop_oldest" else None)
 
     def __len__(self) -> int:
         return len(self._latest) if self.policy == "conflate" else len(self._queue)
 
     def offer(self, event: Event, item: object) -> None:
         """Add ``item`` (the event or its encoded bytes) under this subscriber's policy."""
-        if self.overflowed:
+        self.offer_many((event,), (item,))
+
+    def offer_many(
+        self,
+        events: Sequence[Event],
+        items: Sequence[object],
+        keys: Sequence[object] | None = None,
+    ) -> None:
+        """Add ``items[i]`` for ``events[i]``, in order: the same result as ``offer`` for each.
+
+        ``keys`` are the events' :func:`conflation_keys` when the caller already has them.
+        ``wake`` is called once if the buffer was empty and now is not, or when this call made
+        the subscriber overflow (so its owner notices and closes it).
+        """
+        if self.overflowed or not items:
             return
-        was_empty = len(self) == 0
-        if self.policy == "conflate":
-            self._offer_conflate(event, item)
-        elif len(self._queue) >= self.capacity:
-            if self.policy == "drop_oldest":
-                self._queue.popleft()
-                self.dropped += 1
-                self._queue.append(item)
-            else:
-                self.overflowed = True
-                self._queue.clear()
+        was_empty = not (self._latest or self._queue)
+        policy = self.policy
+        if policy == "conflate":
+            self._offer_conflate(events, items, keys or conflation_keys(events))
+        elif policy == "drop_oldest":
+            queue = self._queue
+            excess = len(queue) + len(items) - self.capacity
+            if excess > 0:
+                self.dropped += excess
+            queue.extend(items)
+        elif len(self._queue) + len(items) > self.capacity:
+            self.overflowed = True
+            self._queue.clear()
         else:
-            self._queue.append(item)
-        if was_empty and self.wake is not None:
+            self._queue.extend(items)
+        if self.wake is not None and (
+            self.overflowed or (was_empty and (self._latest or self._queue))
+        ):
             self.wake()
 
-    def _offer_conflate(self, event: Event, item: object) -> None:
+    def _offer_conflate(
+        self, events: Sequence[Event], items: Sequence[object], keys: Sequence[object]
+    ) -> None:
         latest = self._latest
-        if isinstance(event, _CONFLATABLE):
-            key: object = (type(event), event.exchange, event.symbol)
+        before = len(latest)
+        if before + len(items) <= self.capacity:
+            # Cannot overflow: one C-level update. An existing key keeps its position and
+            # takes the newest item, so a fast-moving symbol cannot starve the others and
+            # the reader still sees the newest value.
+            latest.update(zip(keys, items, strict=True))
+            self.dropped += before + len(items) - len(latest)
+            return
+        for key, item in zip(keys, items, strict=True):
             if key in latest:
-                # Replacing in place keeps the entry's position: a fast-moving symbol cannot
-                # starve the others, and the reader still sees the newest value.
                 latest[key] = item
                 self.dropped += 1
-                return
-        else:
-            key = next(self._unique)
-        if len(latest) >= self.capacity:
-            for old_key in latest:
-                if isinstance(old_key, tuple):
-                    del latest[old_key]
-                    self.dropped += 1
-                    break
-            else:
-                # Full of events that must not be dropped: the client is hopelessly behind.
-                self.overflowed = True
-                latest.clear()
-                return
-        latest[key] = item
+                continue
+            if len(latest) >= self.capacity:
+                for old_key in latest:
+                    if isinstance(old_key, tuple):
+                        del latest[old_key]
+                        self.dropped += 1
+                        break
+                else:
+                    # Full of events that must not be dropped: the client is hopelessly behind.
+                    self.overflowed = True
+                    latest.clear()
+                    return
+            latest[key] = item
 
     def drain(self) -> list[object]:
         """Everything buffered, oldest first; empties the buffer."""
@@ -147,6 +183,16 @@ class HubSubscriber:
             items = list(self._queue)
             self._queue.clear()
         return items
+
+
+def conflation_keys(events: Sequence[Event]) -> list[object]:
+    """One key per event for ``conflate`` buffers: ``(type, exchange, symbol)`` for prices and
+    books (a newer one replaces the buffered one), a fresh object for everything else (never
+    replaced). Computed once per published batch and shared by every conflating subscriber."""
+    return [
+        (type(event), event.exchange, event.symbol) if isinstance(event, _CONFLATABLE) else object()
+        for event in events
+    ]
 
 
 class MarketState:
@@ -251,15 +297,27 @@ class Hub:
         policy: Policy = "conflate",
         wake: Callable[[], None] | None = None,
         encoded: bool = False,
+        wire: Wire | None = None,
         snapshot: bool = False,
     ) -> HubSubscriber:
-        """Register a subscriber. With ``snapshot=True`` its buffer starts with current state."""
-        sub = HubSubscriber(filter or Filter(), capacity, policy, wake, encoded)
+        """Register a subscriber. With ``snapshot=True`` its buffer starts with current state.
+
+        Items are events, or with ``encoded=True`` their JSON bytes, or with ``wire`` set
+        ``wire(json)``; subscribers passing the same ``wire`` function share the results.
+        """
+        sub = HubSubscriber(filter or Filter(), capacity, policy, wake, encoded, wire=wire)
         if snapshot:
             for event in self.state.snapshot(sub.filter):
-                sub.offer(event, self._encoder.encode(event) if encoded else event)
+                sub.offer(event, self.encode_for(sub, event))
         self.subscribers.append(sub)
         return sub
+
+    def encode_for(self, sub: HubSubscriber, event: Event) -> object:
+        """The item ``sub`` gets for ``event`` (for owners that offer extra events themselves)."""
+        if not sub.encoded:
+            return event
+        data = self._encoder.encode(event)
+        return data if sub.wire is None else sub.wire(data)
 
     def unsubscribe(self, sub: HubSubscriber) -> None:
         if sub in self.subscribers:
@@ -274,17 +332,43 @@ class Hub:
             if extra:
                 batch.extend(extra)
         update = self.state.update
-        subscribers = self.subscribers
-        encode = self._encoder.encode
         for event in batch:
             update(event)
-            encoded: bytes | None = None
-            for sub in subscribers:
-                if sub.match_all or sub.filter.matches(event):
-                    if sub.encoded:
-                        if encoded is None:
-                            encoded = encode(event)
-                        sub.offer(event, encoded)
-                    else:
-                        sub.offer(event, event)
+        # Encodings are made lazily, once per batch, and shared by every subscriber that
+        # wants the same form.
+        encoded: list[bytes] | None = None
+        wired: dict[Wire, list[bytes]] = {}
+        keys: list[object] | None = None
+        for sub in self.subscribers:
+            if sub.match_all:
+                picked: list[int] | None = None
+            else:
+                matches = sub.filter.matches
+                picked = [i for i, event in enumerate(batch) if matches(event)]
+                if not picked:
+                    continue
+            items: Sequence[object] = batch
+            if sub.encoded:
+                if encoded is None:
+                    encoded = [self._encoder.encode(event) for event in batch]
+                items = encoded
+                wire = sub.wire
+                if wire is not None:
+                    framed = wired.get(wire)
+                    if framed is None:
+                        framed = wired[wire] = [wire(data) for data in encoded]
+                    items = framed
+            sub_keys: list[object] | None = None
+            if sub.policy == "conflate":
+                if keys is None:
+                    keys = conflation_keys(batch)
+                sub_keys = keys
+            if picked is None:
+                sub.offer_many(batch, items, sub_keys)
+            else:
+                sub.offer_many(
+                    [batch[i] for i in picked],
+                    [items[i] for i in picked],
+                    None if sub_keys is None else [sub_keys[i] for i in picked],
+                )
         self.published += len(batch)

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+import arbd
 import arbd.config
 import arbd.hookspecs
 from arbd.capture import Header, iter_records
@@ -184,3 +185,50 @@ def test_every_config_key_is_documented_with_its_default() -> None:
             )
     # And nothing documented that does not exist (a renamed or removed key).
     assert set(documented) == expected
+
+
+# -- docs/protocol.md: the local WebSocket server ---------------------------------------------
+
+
+def server_section() -> str:
+    text = (DOCS / "protocol.md").read_text()
+    return text.split("## Local WebSocket server", 1)[1].split("\n## ", 1)[0]
+
+
+def test_server_examples_are_what_the_server_says():
+    """Every client example, sent in order, gives exactly the server examples that follow it."""
+    from arbd.config import ServerConfig
+    from arbd.server.protocol import ClientMessage, ClientSession, ServerMessage, encode
+
+    blocks = [block.strip() for block in code_blocks(server_section(), "json")]
+    hello = msgspec.json.decode(blocks[0], type=ServerMessage)
+    assert hello.__struct_config__.tag == "hello"
+    session = ClientSession(ServerConfig(), lambda: hello.markets, now=0.0)  # type: ignore[union-attr]
+    greeting = session.hello(hello.server_time).decode()  # type: ignore[union-attr]
+    assert greeting.replace(f"arbd {arbd.__version__}", "arbd 0.1.0") == blocks[0]
+    actions, types = set(), {"hello"}
+    expected: list[bytes] = []
+    for block in blocks[1:]:
+        if '"action"' in block:
+            assert not expected, f"no example shows the reply to the previous request: {expected}"
+            actions.add(msgspec.json.decode(block, type=ClientMessage).__struct_config__.tag)
+            expected = session.receive(block.encode(), 0.0, server_time=1_700_000_000_500).replies
+            continue
+        message = msgspec.json.decode(block, type=ServerMessage)
+        types.add(message.__struct_config__.tag)
+        assert encode(message).decode() == block  # the exact wire form
+        if expected:
+            assert block == expected.pop(0).decode()
+    assert not expected
+    assert actions == {"subscribe", "unsubscribe", "ping"}
+    assert types == {t.__struct_config__.tag for t in ServerMessage.__args__}  # type: ignore[attr-defined]
+
+
+def test_every_server_error_code_is_documented():
+    from typing import get_args
+
+    from arbd.server.protocol import ErrorCode
+
+    errors = server_section().split("### Errors", 1)[1].split("\n### ", 1)[0]
+    table = re.findall(r"^\| `(\w+)` \|", errors, re.M)
+    assert sorted(table) == sorted(get_args(ErrorCode))

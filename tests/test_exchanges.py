@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from arbd.capture import CaptureWriter
-from arbd.config import Config, ExchangeConfig
+from arbd.config import Config, ExchangeConfig, ServerConfig
 from arbd.daemon import Daemon
 from arbd.model import FeedStatus, encode_event
 from arbd.plugins import load_plugins
@@ -43,11 +43,12 @@ async def test_record_then_replay_gives_the_events_published_live(exchange, tmp_
     capture = tmp_path / f"{exchange}.capture.jsonl.gz"
     async with open_fake(fake):
         config = Config(
+            server=ServerConfig(port=0),  # a free port: never collide with a running arbd
             exchanges={
                 exchange: ExchangeConfig(
                     symbols=symbols, ws_url=fake.adapter_ws_url(), rest_url=fake.rest_url
                 )
-            }
+            },
         )
         with CaptureWriter(capture, exchange=exchange) as writer:
             daemon = Daemon(config, REGISTRY, recorder=writer)

@@ -1,7 +1,9 @@
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbd.hub import Filter, Hub
-from arbd.model import Book, Event, FeedStatus, Quote, Trade
+from arbd.model import Book, Event, FeedStatus, Quote, Trade, encode_event
 
 
 def quote(symbol="BTC/USDT", bid="1", exchange="a"):
@@ -133,3 +135,104 @@ def test_processors_may_add_events():
     sub = hub.subscribe()
     hub.publish([quote()])
     assert [type(e) for e in sub.drain()] == [Quote, Trade]
+
+
+def test_wire_results_are_shared_by_subscribers_with_the_same_wire_function():
+    calls = []
+
+    def frame(data: bytes) -> bytes:
+        calls.append(data)
+        return b"<" + data + b">"
+
+    hub = Hub()
+    a = hub.subscribe(wire=frame)
+    b = hub.subscribe(Filter(channels=frozenset({"trades"})), wire=frame, policy="drop_oldest")
+    plain = hub.subscribe(encoded=True)
+    hub.publish([trade(1), quote()])
+    x, _ = a.drain()
+    (y,) = b.drain()
+    assert x is y
+    assert x == b"<" + plain.drain()[0] + b">"  # type: ignore[operator]
+    assert len(calls) == 2  # once per event, not per subscriber
+    late = hub.subscribe(wire=frame, snapshot=True)
+    assert late.drain() == [b"<" + encode_event(quote()) + b">"]
+
+
+def test_overflow_wakes_the_owner():
+    hub = Hub()
+    wakes = []
+    sub = hub.subscribe(capacity=2, policy="disconnect", wake=lambda: wakes.append(1))
+    hub.publish([trade(1)])
+    hub.publish([trade(2), trade(3)])
+    assert sub.overflowed
+    assert wakes == [1, 1]
+
+
+class ReferenceBuffer:
+    """The policies, one event at a time, written as plainly as possible."""
+
+    def __init__(self, capacity, policy):
+        self.capacity, self.policy = capacity, policy
+        self.entries: list[tuple[object, object]] = []  # (conflation key, item)
+        self.dropped = 0
+        self.overflowed = False
+
+    def offer(self, event, item):
+        if self.overflowed:
+            return
+        key = (
+            (type(event), event.exchange, event.symbol)
+            if isinstance(event, (Quote, Book)) and self.policy == "conflate"
+            else object()
+        )
+        for i, (old, _) in enumerate(self.entries):
+            if old == key:
+                self.entries[i] = (key, item)
+                self.dropped += 1
+                return
+        if len(self.entries) == self.capacity:
+            if self.policy == "disconnect":
+                self.overflowed, self.entries = True, []
+                return
+            victims = [i for i, (k, _) in enumerate(self.entries) if isinstance(k, tuple)]
+            if self.policy == "drop_oldest":
+                victims = [0]
+            if not victims:
+                self.overflowed, self.entries = True, []
+                return
+            del self.entries[victims[0]]
+            self.dropped += 1
+        self.entries.append((key, item))
+
+
+# ``publish`` in batches must give the same buffers and drop counts as the policies applied one
+# event at a time, under every policy, filtered or not.
+_events = st.one_of(
+    st.builds(quote, symbol=st.sampled_from(["A/B", "C/D", "E/F"]), bid=st.sampled_from("123")),
+    st.builds(trade, st.integers(0, 99), symbol=st.sampled_from(["A/B", "C/D"])),
+    st.builds(book_status, st.sampled_from(["valid", "invalid"]), symbol=st.just("A/B")),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(_events, max_size=40),
+    cuts=st.lists(st.integers(1, 8), max_size=20),
+    capacity=st.integers(1, 12),
+    policy=st.sampled_from(["conflate", "drop_oldest", "disconnect"]),
+    symbols=st.sampled_from([frozenset(), frozenset({"A/B"})]),
+)
+def test_batched_publish_equals_one_event_at_a_time(events, cuts, capacity, policy, symbols):
+    filter = Filter(symbols=symbols)
+    hub = Hub()
+    sub = hub.subscribe(filter, capacity=capacity, policy=policy, encoded=True)
+    reference = ReferenceBuffer(capacity, policy)
+    start = 0
+    for size in [*cuts, len(events)]:
+        hub.publish(events[start : start + size])
+        start += size
+    for event in events:
+        if filter.matches(event):
+            reference.offer(event, encode_event(event))
+    assert sub.drain() == [item for _, item in reference.entries]
+    assert (sub.dropped, sub.overflowed) == (reference.dropped, reference.overflowed)

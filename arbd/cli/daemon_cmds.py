@@ -87,9 +87,13 @@ def record(
                 fail(f"--channels: unknown channel {unknown[0]!r} (one of {', '.join(CHANNELS)})")
             overrides["channels"] = wanted
         exchange = msgspec.structs.replace(base, **overrides)
-        # A recording is not a daemon to control; it must not clash with a running one's socket.
+        # A recording serves nobody and is not a daemon to control: no local WebSocket port or
+        # control socket to collide with a running arbd.
         control = ControlConfig(enabled=False)
-        config = msgspec.structs.replace(config, exchanges={exchange_id: exchange}, control=control)
+        server = msgspec.structs.replace(config.server, enabled=False)
+        config = msgspec.structs.replace(
+            config, exchanges={exchange_id: exchange}, control=control, server=server
+        )
         with CaptureWriter(Path(out_path), exchange=exchange_id) as writer:
             daemon = Daemon(config, registry, recorder=writer)
             trio.run(_record_for, daemon, writer, duration)

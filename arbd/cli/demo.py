@@ -20,6 +20,7 @@ from arbd.hub import Filter, HubSubscriber
 from arbd.logs import setup_logging
 from arbd.model import Arbitrage, FeedStatus, Quote
 from arbd.plugins import PluginRegistry
+from arbd.server.ws import open_listeners
 from arbd.testing.fake import FakeExchangeServer, run_fakes
 from arbd.testing.market import MarketSimulator
 from arbd.testing.marketfake import MarketFake
@@ -158,7 +159,13 @@ async def _serve_demo(
         for exchange_id, fake in fakes.items():
             click.echo(f"fake {exchange_id:<10} ws {fake.adapter_ws_url()}  rest {fake.rest_url}")
             nursery.start_soon(fake.simulate)
-        daemon = Daemon(demo_config(config, registry, fakes), registry, recorders=writers)
+        listeners = await _demo_listeners(config)
+        daemon = Daemon(
+            demo_config(config, registry, fakes),
+            registry,
+            recorders=writers,
+            server_listeners=listeners,
+        )
         report = DemoReport(daemon.hub.subscribe(capacity=100_000, policy="drop_oldest"))
         click.echo("daemon starting; Ctrl-C stops it")
 
@@ -200,6 +207,20 @@ async def _serve_demo(
         click.echo(describe_opportunity(event))
 
 
+async def _demo_listeners(config: Config) -> list[trio.SocketListener] | None:
+    """The local WebSocket server's sockets: the configured port, or a free one when that is
+    taken (a running arbd, another demo), so the demo always starts; printed either way."""
+    server = config.server
+    if not server.enabled:
+        return None
+    listeners = await open_listeners(server, any_port_if_busy=True)
+    port = int(listeners[0].socket.getsockname()[1])
+    host = server.host or "127.0.0.1"
+    busy = f"  (port {server.port} is in use)" if server.port not in (0, port) else ""
+    click.echo(f"local WebSocket server ws://{host}:{port}{server.path}{busy}")
+    return listeners
+
+
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML overrides.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
@@ -213,10 +234,12 @@ def demo(config_path: str | None, duration: float | None, record_dir: str | None
     """Start every installed fake exchange and the daemon against them, fully offline.
 
     Arbitrage opportunities the simulated dislocations open are printed as they open and close.
+    The local WebSocket server listens as configured (ws://127.0.0.1:8765/ws by default; a free
+    port if that one is taken), so programs can connect to the demo as to a real daemon.
     """
     with one_line_errors():
         config = load_optional_config(config_path)
-        registry = load_registry()
+        registry = load_registry(config.daemon.plugin_dirs)
         setup_logging(config.logging.level)
         with ExitStack() as stack:
             writers: dict[str, CaptureWriter] = {}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
 from arbd.cli.main import cli, default_config
-from arbd.config import config_to_dict, load_config
+from arbd.config import ServerConfig, config_to_dict, load_config
 from arbd.plugins import load_plugins
 
 
@@ -49,7 +50,7 @@ def test_init_then_check_passes(tmp_path: Path) -> None:
     # Complete: every default is spelled out (None-valued optional keys are left out).
     written = tomllib.loads(path.read_text())
     assert written == config_to_dict(default_config(load_plugins()))
-    assert set(written["server"]) == {"enabled", "host", "port", "path", "token"}
+    assert set(written["server"]) == {f.name for f in msgspec.structs.fields(ServerConfig)}
     assert "taker_fee_pct" not in written["exchanges"]["simplex"]
 
 

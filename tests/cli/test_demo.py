@@ -34,6 +34,7 @@ def test_demo_runs_the_five_fake_exchanges_and_finds_opportunities(tmp_path):
             for line in out.splitlines()
         ), out
     assert "fake simplex" not in out  # the reference plugin is off unless configured
+    assert "local WebSocket server ws://127.0.0.1:" in out  # where programs connect
     assert "Traceback" not in result.stderr
     # The simulator's dislocations open opportunities, printed as they open and close.
     assert "arbitrage open " in out, out

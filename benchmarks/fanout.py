@@ -1,0 +1,384 @@
+"""Fan-out of the local WebSocket server (``arbd.server``) to many subscribers over loopback.
+
+  throughput  aggregate price events/s delivered to N subscribers (default 1,000) that want
+              everything; the publisher publishes batches as fast as the writers drain them.
+              Also the same through websockets' own trio server with ``await ws.send()`` per
+              message and client, the library path this server does not use.
+  idle        M idle subscribed connections held (default 10,000): server memory per
+              connection, then one event and one burst of 100 events to all of them.
+  latency     p50/p99 from the publish time stamp (the ``receivedNs`` a feed stamps at frame
+              receipt, set just before ``hub.publish``) to the subscriber's read, at R events/s
+              (default 20,000, in 1 ms batches) to 100 subscribers.
+  framing     per-message cost of building the frame: ``text_frame`` against websockets'
+              ``Frame.serialize``; hub publish cost per delivery to 1,000 subscribers.
+
+The server (real ``serve_websocket``, real ``Hub``) runs in this process; the clients run in a
+child process (``_fanout_client.py``: epoll and ``recv_into``, no WebSocket library) so they do
+not share the server's event loop. With ``--pin`` (default) they are pinned to different cores.
+
+Run:  python benchmarks/fanout.py [--quick] [--only throughput,idle,latency,framing]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+import timeit
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+import trio.lowlevel
+from websockets.frames import Frame, Opcode
+
+from arbd.config import ServerConfig
+from arbd.hub import Hub, HubSubscriber
+from arbd.model import Quote
+from arbd.server.frames import text_frame
+from arbd.server.ws import serve_websocket
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _fanout_client import client_main, raise_nofile
+
+SYMBOLS = [f"S{i:03d}/USDT" for i in range(100)]
+
+
+def quote(i: int, received_ns: int) -> Quote:
+    # Fixed-width fields: every message has the same size, so clients count bytes.
+    return Quote(
+        exchange="binance",
+        symbol=SYMBOLS[i % len(SYMBOLS)],
+        bid=f"{64000 + i % 1000 / 100:.2f}",
+        ask=f"{64001 + i % 1000 / 100:.2f}",
+        bid_size="0.50000",
+        ask_size="1.25000",
+        timestamp=received_ns // 1_000_000,
+        exchange_time=received_ns // 1_000_000,
+        received_ns=received_ns,
+        sequence=1_000_000 + i % 1_000_000,
+    )
+
+
+FRAME_SIZE = len(text_frame(msgspec.json.encode(quote(0, time.time_ns()))))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Clients:
+    """The client process and its command pipe (blocking calls go through a thread)."""
+
+    def __init__(self, port: int, n: int, subscribe: dict[str, Any] | None, cpu: int | None):
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.process = ctx.Process(target=client_main, args=(child, port, n, subscribe, cpu))
+        self.process.start()
+
+    async def call(self, *command: Any) -> Any:
+        if command:
+            self.pipe.send(command)
+        return await trio.to_thread.run_sync(self.pipe.recv)
+
+    def close(self) -> None:
+        self.pipe.send(("exit",))
+        self.process.join(10)
+
+
+async def with_server(
+    config: ServerConfig, body: Callable[[Hub, Any], Awaitable[None]], cpu: int | None
+) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    hub = Hub()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_websocket, config, hub, dict))
+        await body(hub, server)
+        nursery.cancel_scope.cancel()
+
+
+async def publish_closed_loop(hub: Hub, batch: int, stop: trio.Event) -> int:
+    """Publish ``batch`` events at a time while the subscribers keep up (a sample of them has
+    less than one batch pending); returns the events published."""
+    n = 0
+    while not stop.is_set():
+        now = time.time_ns()
+        hub.publish([quote(n + i, now) for i in range(batch)])
+        n += batch
+        sample = hub.subscribers[:: max(1, len(hub.subscribers) // 20)]
+        await trio.lowlevel.checkpoint()
+        while max(len(s) for s in sample) > batch and not stop.is_set():
+            await trio.lowlevel.checkpoint()  # polling: the writers set no event for this
+    return n
+
+
+async def run_throughput(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[str]:
+    rows = []
+    config = ServerConfig(
+        port=0, max_clients=args.subscribers + 10, buffer=100_000, slow_policy="drop_oldest"
+    )
+    for batch in args.batches:
+
+        async def body(hub: Hub, server: Any, batch: int = batch) -> None:
+            clients = Clients(server.port, args.subscribers, {}, cpus[1])
+            _, opened, error = await clients.call()
+            assert opened == args.subscribers, error
+            stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(publish_closed_loop, hub, batch, stop)
+                total, elapsed, _, _ = await clients.call("count", args.seconds)
+                stop.set()
+            clients.close()
+            rate = total / FRAME_SIZE / elapsed
+            rows.append(
+                f"| arbd (Sans-I/O, frame once), batches of {batch} | {args.subscribers:,} "
+                f"| {rate:,.0f} | {total / elapsed / 1e6:,.0f} |"
+            )
+
+        await with_server(config, body, cpus[0])
+    rows.append(await run_websockets_trio(args, cpus))
+    return rows
+
+
+async def run_websockets_trio(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> str:
+    """The same fan-out through websockets.trio: one HubSubscriber per client drained by its
+    handler, ``await ws.send(message, text=True)`` per message."""
+    from websockets.trio.server import serve
+
+    if cpus[0] is not None:
+        os.sched_setaffinity(0, {cpus[0]})
+    hub = Hub()
+    result = ""
+    batch = args.batches[-1]
+
+    async def handler(ws: Any) -> None:
+        ready = trio.Event()
+        box = [ready]
+
+        def wake() -> None:
+            box[0].set()
+
+        sub: HubSubscriber = hub.subscribe(
+            capacity=100_000, policy="drop_oldest", encoded=True, wake=wake
+        )
+        await ws.send('{"type":"hello"}')
+        await ws.recv()  # the subscribe
+        await ws.send('{"type":"subscribed"}')
+        try:
+            while True:
+                await box[0].wait()
+                box[0] = trio.Event()
+                for item in sub.drain():
+                    await ws.send(item, text=True)
+        finally:
+            hub.unsubscribe(sub)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(serve, handler, 0, host="127.0.0.1", compression=None, ping_interval=None)
+        )
+        port = server.listeners[0].socket.getsockname()[1]
+        clients = Clients(port, args.subscribers, {}, cpus[1])
+        _, opened, error = await clients.call()
+        assert opened == args.subscribers, error
+        stop = trio.Event()
+        async with trio.open_nursery() as inner:
+            inner.start_soon(publish_closed_loop, hub, batch, stop)
+            total, elapsed, _, _ = await clients.call("count", args.seconds)
+            stop.set()
+        clients.close()
+        rate = total / FRAME_SIZE / elapsed
+        result = (
+            f"| websockets.trio, `await ws.send()` per message, batches of {batch} "
+            f"| {args.subscribers:,} | {rate:,.0f} | {total / elapsed / 1e6:,.0f} |"
+        )
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[str]:
+    limit = raise_nofile()
+    config = ServerConfig(port=0, max_clients=args.idle + 10, buffer=1000)
+    rows: list[str] = []
+
+    async def body(hub: Hub, server: Any) -> None:
+        before = rss_mb()
+        started = time.perf_counter()
+        clients = Clients(server.port, args.idle, {"symbols": [], "channels": ["price"]}, cpus[1])
+        _, _, error = await clients.call()
+        took = time.perf_counter() - started
+        after = rss_mb()
+        held = len(server.clients)
+        rows.append(f"| connections opened and held | {held:,} of {args.idle:,} {error} |")
+        rows.append(f"| open-files limit (soft = hard) | {limit:,} |")
+        rows.append(f"| time to connect, handshake, hello, subscribe all | {took:.1f} s |")
+        per = (after - before) * 1024 / max(1, held)
+        rows.append(
+            f"| server RSS | {before:.0f} MB → {after:.0f} MB ({per:.1f} KB per connection) |"
+        )
+        for count in (1, 100):
+            expected = count * held * FRAME_SIZE
+            clients.pipe.send(("count", 60.0, 1.0))
+            await trio.sleep(0.5)  # the client is reading
+            published = time.time()
+            hub.publish([quote(i, time.time_ns()) for i in range(count)])
+            total, _, _, last = await clients.call()
+            ok = "all delivered" if total == expected else f"{total}/{expected} bytes"
+            rows.append(
+                f"| {count} event(s) to every connection | {count * held:,} messages, the last "
+                f"{(last - published) * 1000:.0f} ms after the publish ({ok}) |"
+            )
+        clients.close()
+
+    await with_server(config, body, cpus[0])
+    return rows
+
+
+async def run_latency(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[str]:
+    return [await _latency(args, cpus, n) for n in args.latency_subscribers]
+
+
+async def _latency(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None], subscribers: int
+) -> str:
+    config = ServerConfig(port=0, buffer=100_000, slow_policy="drop_oldest")
+    rows: list[str] = []
+
+    async def body(hub: Hub, server: Any) -> None:
+        clients = Clients(server.port, subscribers, {}, cpus[1])
+        _, opened, error = await clients.call()
+        assert opened == subscribers, error
+        stop = trio.Event()
+
+        async def publish() -> None:
+            # 1 ms ticks: each publish is one batch stamped at its "frame receipt".
+            start = trio.current_time()
+            sent = 0
+            while not stop.is_set():
+                due = int((trio.current_time() - start) * args.rate) - sent
+                if due > 0:
+                    now = time.time_ns()
+                    hub.publish([quote(sent + i, now) for i in range(due)])
+                    sent += due
+                await trio.sleep(0.001)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            found, total = await clients.call("latency", args.seconds, args.sample_every)
+            stop.set()
+        clients.close()
+        found.sort()
+        us = [x / 1000 for x in found]
+        p50 = statistics.median(us)
+        p99 = us[int(len(us) * 0.99)]
+        rate = total / FRAME_SIZE / args.seconds
+        flusher = server.flusher
+        per_pass = flusher.busy / max(1, flusher.passes) * 1e6
+        per_write = flusher.busy / max(1, flusher.flushes) * 1e6
+        rows.append(
+            f"| {args.rate:,} events/s to {subscribers} subscribers "
+            f"({rate:,.0f} msgs/s delivered) | {p50:,.0f} µs | {p99:,.0f} µs | {us[-1]:,.0f} µs "
+            f"| {len(us):,} | {per_pass:,.0f} µs, {per_write:.1f} µs per client |"
+        )
+
+    await with_server(config, body, cpus[0])
+    return rows[0]
+
+
+def run_framing() -> list[str]:
+    payload = msgspec.json.encode(quote(0, time.time_ns()))
+    n = 200_000
+    ours = timeit.timeit(lambda: text_frame(payload), number=n) / n * 1e9
+    library = (
+        timeit.timeit(
+            lambda: Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[]), number=n
+        )
+        / n
+        * 1e9
+    )
+    rows = [
+        f"| `text_frame` ({len(payload)}-byte payload) | {ours:.0f} ns |",
+        f"| websockets `Frame(...).serialize()` | {library:.0f} ns |",
+    ]
+    for policy in ("drop_oldest", "conflate"):
+        hub = Hub()
+        subs = [
+            hub.subscribe(capacity=100_000, policy=policy, wire=text_frame) for _ in range(1000)
+        ]
+        for batch in (1, 20, 100):
+            events = [quote(i, 0) for i in range(batch)]
+            rounds = max(1, 2000 // batch)
+            started = time.perf_counter()
+            for _ in range(rounds):
+                hub.publish(events)
+                for sub in subs:
+                    b"".join(sub.drain())  # type: ignore[arg-type]
+            per = (time.perf_counter() - started) / (rounds * batch * len(subs)) * 1e9
+            rows.append(
+                f"| hub publish + drain + join, 1,000 `{policy}` subscribers, batches of {batch} "
+                f"| {per:.0f} ns per delivery |"
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, seconds in total")
+    parser.add_argument("--only", default="throughput,idle,latency,framing")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--latency-subscribers", default="100,10", help="one run per count")
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument(
+        "--sample-every", type=int, default=25, help="latency: parse every Nth connection"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batches", default="10,100", help="events per publish (throughput)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/clients to cores")
+    args = parser.parse_args()
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.latency_subscribers = [int(n) for n in str(args.latency_subscribers).split(",")]
+    if args.quick:
+        args.subscribers, args.idle, args.seconds = 100, 500, 1.0
+        args.latency_subscribers, args.rate, args.batches = [20], 5000, [100]
+    only = set(args.only.split(","))
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+    cpus: tuple[int | None, int | None] = (0, 1) if pin else (None, None)
+    print(f"frame size {FRAME_SIZE} bytes; server on cpu {cpus[0]}, clients on cpu {cpus[1]}")
+    if "throughput" in only:
+        print("\n| server | subscribers | msgs/s delivered | MB/s |\n|---|---:|---:|---:|")
+        for row in trio.run(run_throughput, args, cpus):
+            print(row)
+    if "idle" in only:
+        print("\n| idle connections | |\n|---|---|")
+        for row in trio.run(run_idle, args, cpus):
+            print(row)
+    if "latency" in only:
+        print(
+            "\n| latency, publish to subscriber read | p50 | p99 | max | samples | flusher pass |"
+        )
+        print("|---|---:|---:|---:|---:|---|")
+        for row in trio.run(run_latency, args, cpus):
+            print(row)
+    if "framing" in only:
+        print("\n| per-message cost | |\n|---|---:|")
+        for row in run_framing():
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
