@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -49,6 +50,7 @@ from arbd.feed.recorder import Recorder
 from arbd.feed.transport import Opener, make_tcp_opener
 from arbd.hub import Hub
 from arbd.logs import set_level
+from arbd.metrics import MetricsEndpoint, build_registry, health, serve_metrics
 from arbd.model import Arbitrage, Event
 from arbd.plugins import PluginRegistry
 from arbd.reload import ReloadPlan, effective_symbols, plan_reload
@@ -108,13 +110,15 @@ class Daemon:
         rng: random.Random | None = None,
         notifier: Notifier | None = None,
         server_listeners: Sequence[trio.SocketListener] | None = None,
+        metrics_any_port: bool = False,
     ) -> None:
         """``notifier``: systemd's notification socket (``arbd start`` passes the one
         ``$NOTIFY_SOCKET`` names; by default nothing is sent).
         ``config_path``: the file :meth:`reload` re-reads (none: reload is refused).
         ``recorder`` records every exchange; ``recorders`` one exchange each (by id), for
         one capture file per exchange as ``arbd replay`` reads them. ``server_listeners``
-        replace listening on ``server.host:server.port`` (``arbd demo``, tests)."""
+        replace listening on ``server.host:server.port`` (``arbd demo``, tests);
+        ``metrics_any_port``: serve metrics on a free port if ``metrics.port`` is taken."""
         self.config = config
         """The configuration running now (after reloads; runtime symbol changes aside)."""
         self.config_path = str(config_path) if config_path is not None else ""
@@ -136,6 +140,8 @@ class Daemon:
         self.server_listeners = server_listeners
         self.server: WebSocketServer | None = None
         self.server_port: int | None = None
+        self.metrics_any_port = metrics_any_port
+        self.metrics_port: int | None = None
         extra = conversion_symbols(config)
         self.adapters = {
             exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
@@ -213,6 +219,16 @@ class Daemon:
                         )
                     )
                     self.server_port = self.server.port
+                if self.config.metrics.enabled:
+                    endpoint = MetricsEndpoint(build_registry(self), self.health)
+                    self.metrics_port = await nursery.start(
+                        partial(
+                            serve_metrics,
+                            self.config.metrics,
+                            endpoint,
+                            any_port_if_busy=self.metrics_any_port,
+                        )
+                    )
                 # Last: READY=1 means everything above is up.
                 await nursery.start(run_service_notifications, self, self.notifier)
                 log.info(
@@ -273,6 +289,10 @@ class Daemon:
             opportunities_open=len(self.hub.state.opportunities),
             config_path=self.config_path,
         )
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``/health``: (HTTP status, JSON body); see :func:`arbd.metrics.health`."""
+        return health(self.status(), self.hub.state.book_state)
 
     def markets(self) -> dict[str, list[str]]:
         """Exchange id -> the symbols subscribed now."""

@@ -283,6 +283,7 @@ class Hub:
         self.state = MarketState()
         self.subscribers: list[HubSubscriber] = []
         self.processors: list[Processor] = []
+        self._dropped_gone = 0
         self.published = 0
         self._encoder = msgspec.json.Encoder()
 
@@ -322,6 +323,11 @@ class Hub:
     def unsubscribe(self, sub: HubSubscriber) -> None:
         if sub in self.subscribers:
             self.subscribers.remove(sub)
+            self._dropped_gone += sub.dropped
+
+    def dropped_total(self) -> int:
+        """Events every subscriber so far lost to its policy (gone ones included)."""
+        return self._dropped_gone + sum(sub.dropped for sub in self.subscribers)
 
     def publish(self, events: Iterable[Event]) -> None:
         batch = list(events)

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from arbd.capture import CaptureWriter
-from arbd.config import Config, ExchangeConfig, ServerConfig
+from arbd.config import Config, ExchangeConfig, MetricsConfig, ServerConfig
 from arbd.daemon import Daemon
 from arbd.model import FeedStatus, encode_event
 from arbd.plugins import load_plugins
@@ -43,7 +43,8 @@ async def test_record_then_replay_gives_the_events_published_live(exchange, tmp_
     capture = tmp_path / f"{exchange}.capture.jsonl.gz"
     async with open_fake(fake):
         config = Config(
-            server=ServerConfig(port=0),  # a free port: never collide with a running arbd
+            server=ServerConfig(port=0),  # free ports: never collide with a running arbd
+            metrics=MetricsConfig(port=0),
             exchanges={
                 exchange: ExchangeConfig(
                     symbols=symbols, ws_url=fake.adapter_ws_url(), rest_url=fake.rest_url

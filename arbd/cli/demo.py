@@ -165,14 +165,21 @@ async def _serve_demo(
             registry,
             recorders=writers,
             server_listeners=listeners,
+            metrics_any_port=True,
         )
         report = DemoReport(daemon.hub.subscribe(capacity=100_000, policy="drop_oldest"))
         click.echo("daemon starting; Ctrl-C stops it")
 
         async def print_reports() -> None:
             interval = 2.0
+            metrics_shown = False
             while True:
                 await trio.sleep(interval)
+                if not metrics_shown and daemon.metrics_port is not None:
+                    metrics_shown = True
+                    host = daemon.config.metrics.host
+                    url = f"http://{host}:{daemon.metrics_port}"
+                    click.echo(f"metrics {url}/metrics  health {url}/health")
                 for text in report.line(interval):
                     click.echo(text)
 

@@ -30,6 +30,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from arbd.histogram import LatencyHistogram
 from arbd.hub import Hub, HubSubscriber
 from arbd.server.frames import text_frame
 from arbd.server.output import ClientOutput
@@ -57,7 +58,11 @@ class Flusher:
 
     def __init__(self) -> None:
         self._pending: list[ClientConnection] = []
+        self._scheduled_ns: list[int] = []
         self._ready = trio.Event()
+        self.delivery = LatencyHistogram()
+        """Per client write: from the publish that woke the client to its bytes handed to the
+        kernel (``arbd_delivery_latency_seconds``)."""
         self.passes = 0
         self.flushes = 0
         """Client flushes done, over all passes."""
@@ -66,6 +71,7 @@ class Flusher:
 
     def schedule(self, client: ClientConnection) -> None:
         self._pending.append(client)
+        self._scheduled_ns.append(time.perf_counter_ns())
         self._ready.set()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -74,15 +80,18 @@ class Flusher:
             await self._ready.wait()
             self._ready = trio.Event()
             pending, self._pending = self._pending, []
+            scheduled, self._scheduled_ns = self._scheduled_ns, []
             started = time.perf_counter()
             self.passes += 1
             self.flushes += len(pending)
-            for i, client in enumerate(pending, 1):
+            observe = self.delivery.observe_ns
+            for i, (client, woken_ns) in enumerate(zip(pending, scheduled, strict=True), 1):
                 try:
                     client.flush()
                 except Exception:  # a bug in one client's output must not stop the others
                     log.exception("client %s: internal error; connection dropped", client.peer)
                     client.abort()
+                observe(time.perf_counter_ns() - woken_ns)
                 if i % self.BATCH == 0:
                     self.busy += time.perf_counter() - started
                     await trio.lowlevel.checkpoint()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from arbd.config import Config, ExchangeConfig, ServerConfig
+from arbd.config import Config, ExchangeConfig, MetricsConfig, ServerConfig
 from arbd.daemon import Daemon
 from arbd.plugins import load_plugins
 from arbd.testing.fake import open_fake
@@ -18,6 +18,7 @@ async def test_a_client_of_the_daemon_gets_hello_then_live_prices():
     async with open_fake(SimplexFake()) as fake:
         config = Config(
             server=ServerConfig(port=0),
+            metrics=MetricsConfig(port=0),
             exchanges={
                 "simplex": ExchangeConfig(
                     symbols=["BTC/USDT"], ws_url=fake.adapter_ws_url(), rest_url=fake.rest_url
