@@ -25,14 +25,13 @@ from arbd.errors import ConfigError
 from arbd.model import (
     ALL_CHANNELS,
     Arbitrage,
-    BuySell,
     FeedStatus,
-    ProfitPoint,
     Quote,
     Trade,
     encode_event,
 )
 from arbd.testing.control import ControlServerThread, FakeControlTarget
+from arbd.testing.events import sample_opportunity
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT"]}
 LISTED = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USDT"]}
@@ -67,36 +66,7 @@ def trade(price: str) -> Trade:
 
 
 def opportunity(oid: str, event: str = "open") -> Arbitrage:
-    return Arbitrage(
-        id=oid,
-        event=event,  # type: ignore[arg-type]
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="kraken",
-        buy_symbol="BTC/USDT",
-        sell_symbol="BTC/USDT",
-        buy_price="64000.10",
-        sell_price="64300.00",
-        spread_pct=0.263,
-        net_spread_pct=0.263,
-        gross_spread_pct=0.47,
-        peak_net_spread_pct=0.3,
-        profit=114.44,
-        currency="USDT",
-        quantity=0.65,
-        buy_vwap=64001.5,
-        sell_vwap=64290.0,
-        size_source="book",
-        profit_curve=[ProfitPoint(size=1000.0, profit=2.9)],
-        conversion="none",
-        fees=BuySell(buy=0.1, sell=0.26),
-        age_ms=BuySell(buy=30.0, sell=0.0),
-        opened_at=1_700_000_000_000,
-        closed_at=1_700_000_002_000 if event == "close" else None,
-        duration_ms=2000 if event == "close" else 118,
-        close_reason="spread" if event == "close" else None,
-        timestamp=1_700_000_000_230,
-    )
+    return sample_opportunity(oid, event, net=0.263, gross_spread_pct=0.47, peak_net_spread_pct=0.3)
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ from websockets.uri import parse_uri
 
 from arbd.config import ServerConfig
 from arbd.hub import Hub
-from arbd.model import Arbitrage, BuySell, FeedStatus, Quote, Trade
+from arbd.model import FeedStatus, Quote, Trade
 from arbd.server.ws import WebSocketServer, serve_websocket
+from arbd.testing.events import sample_opportunity
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT", "XRP/USD"]}
 
@@ -67,35 +68,7 @@ def status(exchange: str = "binance", state: str = "live", symbol: str = "") -> 
     )
 
 
-def opportunity(id: str = "op1", event: str = "open") -> Arbitrage:
-    return Arbitrage(
-        id=id,
-        event=event,  # type: ignore[arg-type]
-        symbol="BTC/USDT",
-        buy_exchange="binance",
-        sell_exchange="kraken",
-        buy_symbol="BTC/USDT",
-        sell_symbol="BTC/USDT",
-        buy_price="1.0",
-        sell_price="1.1",
-        spread_pct=1.0,
-        net_spread_pct=1.0,
-        gross_spread_pct=1.2,
-        peak_net_spread_pct=1.0,
-        profit=1.0,
-        currency="USDT",
-        quantity=1.0,
-        buy_vwap=1.0,
-        sell_vwap=1.1,
-        size_source="top",
-        profit_curve=[],
-        conversion="none",
-        fees=BuySell(buy=0.1, sell=0.1),
-        age_ms=BuySell(buy=0.0, sell=0.0),
-        opened_at=1_700_000_000_000,
-        duration_ms=0,
-        timestamp=1_700_000_000_000,
-    )
+opportunity = sample_opportunity
 
 
 @asynccontextmanager
