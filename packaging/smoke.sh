@@ -41,6 +41,14 @@ if [ "$status" != 0 ]; then
     exit 1
 fi
 "${bare[@]}" "$bin/arbd" ctl status --json >/dev/null
-kill -INT "$demo_pid"
+echo "== SIGTERM: graceful shutdown"
+started=$(date +%s%N)
+kill -TERM "$demo_pid"
 wait "$demo_pid" || true
+elapsed_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+echo "   stopped in ${elapsed_ms} ms (target: within 2 s)"
+if [ -e "$run_dir/arbd/control.sock" ]; then
+    echo "smoke: the control socket was left behind" >&2
+    exit 1
+fi
 echo "== smoke test passed"
