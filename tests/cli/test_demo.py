@@ -51,3 +51,57 @@ def test_demo_runs_the_five_fake_exchanges_and_finds_opportunities(tmp_path):
     # Every opportunity that opens also closes (at the latest when the replay ends).
     opened = {e.id for e in found if e.event == "open"}
     assert opened == {e.id for e in found if e.event == "close"}
+
+
+def test_a_scrape_during_the_demo_carries_every_exchange(tmp_path):
+    """/metrics of a running `arbd demo` parses with prometheus-client's parser and has data
+    from all five exchanges; /health answers."""
+    import signal
+    import time
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "arbd", "demo", "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert demo.stdout is not None
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if line.startswith("metrics http://"):
+                url = line.split()[1].removesuffix("/metrics")
+        assert url is not None, "the demo never printed its metrics address"
+        values: dict[tuple[str, str], float] = {}
+        while time.monotonic() < deadline:
+            text = httpx.get(f"{url}/metrics", timeout=10).text
+            values.clear()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    key = (sample.name, sample.labels.get("exchange", ""))
+                    values[key] = values.get(key, 0.0) + sample.value
+            if all(values.get(("arbd_books", ex), 0) > 0 for ex in FIVE):
+                break
+            time.sleep(0.5)
+        for exchange in FIVE:
+            assert values[("arbd_messages_received_total", exchange)] > 0
+            assert values[("arbd_events_total", exchange)] > 0
+            assert values[("arbd_ingest_latency_seconds_count", exchange)] > 0
+            assert values[("arbd_books", exchange)] > 0
+        assert values[("arbd_hub_published_events_total", "")] > 0
+        assert values[("arbd_process_resident_memory_bytes", "")] > 0
+        health = httpx.get(f"{url}/health", timeout=10)
+        assert health.status_code == 200
+        assert health.json()["status"] in ("ok", "degraded")
+        assert set(health.json()["exchanges"]) == set(FIVE)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)
+        if demo.stdout is not None:
+            demo.stdout.close()
