@@ -47,16 +47,6 @@ class LatencyHistogram:
         self.counts[bisect_left(self._bounds_ns, ns)] += 1
         self.sum_ns += ns
 
-    def merge(self, other: LatencyHistogram) -> None:
-        counts = self.counts
-        for i, n in enumerate(other.counts):
-            counts[i] += n
-        self.sum_ns += other.sum_ns
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs as Prometheus exposes them, ``+Inf`` last."""
         out: list[tuple[str, int]] = []
@@ -65,16 +55,3 @@ class LatencyHistogram:
             total += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), total))
         return out
-
-    def quantile(self, q: float) -> float | None:
-        """The upper bound of the bucket holding quantile ``q`` (seconds), None if empty."""
-        total = self.count
-        if total == 0:
-            return None
-        rank = q * total
-        running = 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            if running >= rank:
-                return bound
-        return float("inf")

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, get_args
 
 import trio
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -35,12 +35,14 @@ from prometheus_client.registry import Collector
 
 from arbd.errors import ConfigError
 from arbd.histogram import LatencyHistogram
-from arbd.model import EVENT_CHANNEL
-from arbd.status import DaemonStatus
+from arbd.model import EVENT_CHANNEL, BookState
+from arbd.status import DaemonStatus, ExchangeState
 
 if TYPE_CHECKING:
     from arbd.config import MetricsConfig
     from arbd.daemon import Daemon
+    from arbd.exchange.adapter import SessionStats
+    from arbd.feed.counters import FeedCounters
 
 log = logging.getLogger("arbd.metrics")
 
@@ -110,6 +112,51 @@ def _add_histogram(
     family.add_metric(labels, hist.cumulative(), hist.sum_ns / 1e9)
 
 
+_EXCHANGE_COUNTERS: Final[
+    tuple[tuple[str, str, Callable[[FeedCounters, SessionStats], int]], ...]
+] = (
+    (
+        "arbd_messages_received",
+        "WebSocket messages received from the exchange.",
+        lambda c, s: c.frames,
+    ),
+    ("arbd_received_bytes", "Bytes received from the exchange.", lambda c, s: c.bytes),
+    (
+        "arbd_decode_errors",
+        "Exchange messages that could not be parsed (counted and skipped).",
+        lambda c, s: c.decode_errors,
+    ),
+    (
+        "arbd_messages_ignored",
+        "Well-formed exchange messages of a type arbd does not use.",
+        lambda c, s: s.ignored,
+    ),
+    (
+        "arbd_exchange_errors",
+        "Error frames the exchange sent (bad symbol, rate limit).",
+        lambda c, s: s.errors_reported,
+    ),
+    ("arbd_connections_opened", "Exchange connections opened.", lambda c, s: c.connections_opened),
+    (
+        "arbd_book_resyncs",
+        "Order books resynchronized after a fault.",
+        lambda c, s: s.book_resyncs,
+    ),
+    (
+        "arbd_sequence_gaps",
+        "Sequence gaps found in order-book streams.",
+        lambda c, s: s.sequence_gaps,
+    ),
+    ("arbd_checksum_failures", "Order-book checksum mismatches.", lambda c, s: s.checksum_failures),
+    (
+        "arbd_crossed_books",
+        "Crossed or locked books caught (never published).",
+        lambda c, s: s.crossed_books,
+    ),
+)
+"""Per-exchange counters read straight off the feed's totals: (family, help, reader)."""
+
+
 class DaemonCollector(Collector):
     """Reads a running :class:`arbd.daemon.Daemon` at scrape time."""
 
@@ -124,53 +171,19 @@ class DaemonCollector(Collector):
     def _feeds(self) -> Iterable[Metric]:
         daemon = self.daemon
         labels = ["exchange"]
-        frames = CounterMetricFamily(
-            "arbd_messages_received",
-            "WebSocket messages received from the exchange.",
-            labels=labels,
-        )
-        size = CounterMetricFamily(
-            "arbd_received_bytes", "Bytes received from the exchange.", labels=labels
-        )
+        simple = [
+            (CounterMetricFamily(name, doc, labels=labels), read)
+            for name, doc, read in _EXCHANGE_COUNTERS
+        ]
         events = CounterMetricFamily(
             "arbd_events",
             "Normalized events made from the exchange's messages, by channel.",
             labels=["exchange", "channel"],
         )
-        errors = CounterMetricFamily(
-            "arbd_decode_errors",
-            "Exchange messages that could not be parsed (counted and skipped).",
-            labels=labels,
-        )
-        ignored = CounterMetricFamily(
-            "arbd_messages_ignored",
-            "Well-formed exchange messages of a type arbd does not use.",
-            labels=labels,
-        )
-        exchange_errors = CounterMetricFamily(
-            "arbd_exchange_errors",
-            "Error frames the exchange sent (bad symbol, rate limit).",
-            labels=labels,
-        )
         reconnects = CounterMetricFamily(
             "arbd_reconnects",
             "Connections lost and reopened, by reason.",
             labels=["exchange", "reason"],
-        )
-        opened = CounterMetricFamily(
-            "arbd_connections_opened", "Exchange connections opened.", labels=labels
-        )
-        resyncs = CounterMetricFamily(
-            "arbd_book_resyncs", "Order books resynchronized after a fault.", labels=labels
-        )
-        gaps = CounterMetricFamily(
-            "arbd_sequence_gaps", "Sequence gaps found in order-book streams.", labels=labels
-        )
-        checksums = CounterMetricFamily(
-            "arbd_checksum_failures", "Order-book checksum mismatches.", labels=labels
-        )
-        crossed = CounterMetricFamily(
-            "arbd_crossed_books", "Crossed or locked books caught (never published).", labels=labels
         )
         state = GaugeMetricFamily(
             "arbd_exchange_state",
@@ -212,22 +225,14 @@ class DaemonCollector(Collector):
             counters = feed.ctx.counters
             session = counters.session_totals()
             ex = [exchange_id]
-            frames.add_metric(ex, counters.frames)
-            size.add_metric(ex, counters.bytes)
+            for family, read in simple:
+                family.add_metric(ex, read(counters, session))
             for event_type, n in counters.events_by_type.items():
                 events.add_metric([exchange_id, EVENT_CHANNEL[event_type]], n)
-            errors.add_metric(ex, counters.decode_errors)
-            ignored.add_metric(ex, session.ignored)
-            exchange_errors.add_metric(ex, session.errors_reported)
             for reason, n in sorted(counters.reconnects.items()):
                 reconnects.add_metric([exchange_id, reason], n)
-            opened.add_metric(ex, counters.connections_opened)
-            resyncs.add_metric(ex, session.book_resyncs)
-            gaps.add_metric(ex, session.sequence_gaps)
-            checksums.add_metric(ex, session.checksum_failures)
-            crossed.add_metric(ex, session.crossed_books)
             current = feed.status(book_state, time.monotonic(), now_ns).state
-            for name in ("starting", "live", "degraded", "down", "failed", "stopped"):
+            for name in get_args(ExchangeState):
                 state.add_metric([exchange_id, name], 1.0 if name == current else 0.0)
             by_state: dict[str, int] = {}
             for supervisor in feed.supervisors:
@@ -244,13 +249,12 @@ class DaemonCollector(Collector):
             last = counters.last_frame_ns
             if last:
                 age.add_metric(ex, (now_ns - last) / 1e9)
-            for book in ("valid", "invalid", "resyncing"):
+            for book in get_args(BookState):
                 books.add_metric([exchange_id, book], book_counts.get((exchange_id, book), 0))
             _add_histogram(ingest, ex, counters.ingest_latency)
             _add_histogram(publish, ex, counters.publish_latency)
-        yield from (frames, size, events, errors, ignored, exchange_errors, reconnects, opened)
-        yield from (resyncs, gaps, checksums, crossed, state, connections, age, sub_age, books)
-        yield from (ingest, publish)
+        yield from (family for family, _ in simple)
+        yield from (events, reconnects, state, connections, age, sub_age, books, ingest, publish)
 
     def _hub(self) -> Iterable[Metric]:
         hub = self.daemon.hub

@@ -53,8 +53,6 @@ class Notifier:
 
     def __init__(self, address: str | None) -> None:
         self.address = address
-        self.sent: list[str] = []
-        """Every message sent, oldest first (bounded), for ``arbctl status`` and tests."""
         self._socket: socket.socket | None = None
         self._warned = False
 
@@ -84,9 +82,6 @@ class Notifier:
                     "sd_notify to %r failed: %s (further failures not logged)", self.address, exc
                 )
             return False
-        if len(self.sent) >= 100:
-            del self.sent[:50]
-        self.sent.append(message)
         return True
 
     def ready(self, status: str = "") -> bool:

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from arbd.hub import Filter, Hub
 from arbd.model import SLOT_REMOVED, Book, FeedStatus, Quote
+from arbd.testing.events import sample_quote
 
 
 def quote(exchange: str, symbol: str) -> Quote:
-    return Quote(
-        exchange=exchange,
-        symbol=symbol,
-        bid="1",
-        ask="2",
-        bid_size="1",
-        ask_size="1",
-        timestamp=1,
-        received_ns=1,
-    )
+    return sample_quote(exchange, symbol, "1", "2", timestamp=1, received_ns=1)
 
 
 def book(exchange: str, symbol: str) -> Book:

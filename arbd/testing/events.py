@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arbd.model import Arbitrage, BuySell, ProfitPoint
+from arbd.model import Arbitrage, BuySell, FeedStatus, ProfitPoint, Quote, Trade
 
 
 def sample_opportunity(
@@ -44,3 +44,54 @@ def sample_opportunity(
     }
     fields.update(over)
     return Arbitrage(**fields)
+
+
+_MS = 1_700_000_000_000
+_NS = _MS * 1_000_000
+
+
+def sample_quote(
+    exchange: str = "binance",
+    symbol: str = "BTC/USDT",
+    bid: str = "1.0",
+    ask: str = "2.0",
+    **over: Any,
+) -> Quote:
+    """A ``price`` event; ``over`` replaces any other field (sizes, times, sequence)."""
+    fields: dict[str, Any] = {
+        "bid_size": "1",
+        "ask_size": "1",
+        "timestamp": _MS,
+        "received_ns": _NS,
+        **over,
+    }
+    return Quote(exchange=exchange, symbol=symbol, bid=bid, ask=ask, **fields)
+
+
+def sample_trade(
+    exchange: str = "binance", symbol: str = "BTC/USDT", price: str = "1.5", **over: Any
+) -> Trade:
+    """A ``trade`` event (a buy of 0.5); ``over`` replaces any other field."""
+    fields: dict[str, Any] = {
+        "size": "0.5",
+        "side": "buy",
+        "id": "1",
+        "timestamp": _MS,
+        "received_ns": _NS,
+        **over,
+    }
+    return Trade(exchange=exchange, symbol=symbol, price=price, **fields)
+
+
+def sample_status(
+    exchange: str = "binance", state: str = "live", symbol: str = "", **over: Any
+) -> FeedStatus:
+    """A ``status`` event: the exchange's first connection without ``symbol``, else that
+    symbol's book; ``over`` replaces any other field."""
+    fields: dict[str, Any] = {
+        "scope": "book" if symbol else "connection",
+        "connection": f"{exchange}-1",
+        "timestamp": _MS,
+        **over,
+    }
+    return FeedStatus(exchange=exchange, symbol=symbol, state=state, **fields)

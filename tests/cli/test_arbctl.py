@@ -31,7 +31,11 @@ from arbd.model import (
     encode_event,
 )
 from arbd.testing.control import ControlServerThread, FakeControlTarget
-from arbd.testing.events import sample_opportunity
+from arbd.testing.events import (
+    sample_opportunity,
+    sample_quote,
+    sample_trade,
+)
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT"]}
 LISTED = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USDT"]}
@@ -40,29 +44,12 @@ ARBCTL = [sys.executable, "-c", "from arbd.cli.arbctl import main; main()"]
 
 def quote(exchange: str, bid: str, ask: str, symbol: str = "BTC/USDT") -> Quote:
     now = time.time_ns()
-    return Quote(
-        exchange=exchange,
-        symbol=symbol,
-        bid=bid,
-        ask=ask,
-        bid_size="1.5",
-        ask_size="2",
-        timestamp=now // 1_000_000,
-        received_ns=now,
-    )
+    times = {"timestamp": now // 1_000_000, "received_ns": now}
+    return sample_quote(exchange, symbol, bid, ask, bid_size="1.5", ask_size="2", **times)
 
 
 def trade(price: str) -> Trade:
-    return Trade(
-        exchange="binance",
-        symbol="BTC/USDT",
-        price=price,
-        size="0.25",
-        side="sell",
-        id="77",
-        timestamp=1_700_000_000_000,
-        received_ns=1_700_000_000_000_000_000,
-    )
+    return sample_trade("binance", "BTC/USDT", price, size="0.25", side="sell", id="77")
 
 
 def opportunity(oid: str, event: str = "open") -> Arbitrage:

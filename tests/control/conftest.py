@@ -15,7 +15,12 @@ import trio
 
 from arbd.model import FeedStatus, Quote, Trade
 from arbd.testing.control import FakeControlTarget
-from arbd.testing.events import sample_opportunity
+from arbd.testing.events import (
+    sample_opportunity,
+    sample_quote,
+    sample_status,
+    sample_trade,
+)
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT", "BTC/USD"]}
 LISTED = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"], "kraken": ["BTC/USDT"]}
@@ -36,40 +41,16 @@ def target() -> FakeControlTarget:
 
 def quote(exchange: str, symbol: str, bid: str, ask: str = "", ns: int = 1) -> Quote:
     ask = ask or str(float(bid) + 1)
-    return Quote(
-        exchange=exchange,
-        symbol=symbol,
-        bid=bid,
-        ask=ask,
-        bid_size="1",
-        ask_size="2",
-        timestamp=1_700_000_000_000 + ns,
-        received_ns=1_700_000_000_000_000_000 + ns,
-    )
+    times = {"timestamp": 1_700_000_000_000 + ns, "received_ns": 1_700_000_000_000_000_000 + ns}
+    return sample_quote(exchange, symbol, bid, ask, ask_size="2", **times)
 
 
 def trade(exchange: str, symbol: str, price: str) -> Trade:
-    return Trade(
-        exchange=exchange,
-        symbol=symbol,
-        price=price,
-        size="0.5",
-        side="buy",
-        id="1",
-        timestamp=1_700_000_000_000,
-        received_ns=1_700_000_000_000_000_000,
-    )
+    return sample_trade(exchange, symbol, price)
 
 
 def status_event(exchange: str, state: str = "live") -> FeedStatus:
-    return FeedStatus(
-        exchange=exchange,
-        symbol="",
-        scope="connection",
-        state=state,
-        connection=f"{exchange}-1",
-        timestamp=1_700_000_000_000,
-    )
+    return sample_status(exchange, state)
 
 
 opportunity = sample_opportunity

@@ -145,8 +145,11 @@ def test_serving_means_a_feed_live_or_recovering():
 
 
 class Recorded(Notifier):
+    """Keeps what it would send."""
+
     def __init__(self) -> None:
         super().__init__("unused")
+        self.sent: list[str] = []
 
     def send(self, **fields: str) -> bool:
         self.sent.append("\n".join(f"{k}={v}" for k, v in fields.items()))

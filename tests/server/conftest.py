@@ -25,47 +25,26 @@ from arbd.config import ServerConfig
 from arbd.hub import Hub
 from arbd.model import FeedStatus, Quote, Trade
 from arbd.server.ws import WebSocketServer, serve_websocket
-from arbd.testing.events import sample_opportunity
+from arbd.testing.events import (
+    sample_opportunity,
+    sample_quote,
+    sample_status,
+    sample_trade,
+)
 
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT", "XRP/USD"]}
 
 
 def quote(bid: str = "1.0", symbol: str = "BTC/USDT", exchange: str = "binance") -> Quote:
-    return Quote(
-        exchange=exchange,
-        symbol=symbol,
-        bid=bid,
-        ask="2.0",
-        bid_size="1",
-        ask_size="1",
-        timestamp=1_700_000_000_000,
-        received_ns=1_700_000_000_000_000_000,
-    )
+    return sample_quote(exchange, symbol, bid)
 
 
 def trade(n: int, symbol: str = "BTC/USDT", exchange: str = "binance") -> Trade:
-    return Trade(
-        exchange=exchange,
-        symbol=symbol,
-        price="1.5",
-        size="0.1",
-        side="buy",
-        id=str(n),
-        timestamp=1_700_000_000_000,
-        received_ns=1_700_000_000_000_000_000,
-        sequence=n,
-    )
+    return sample_trade(exchange, symbol, size="0.1", id=str(n), sequence=n)
 
 
 def status(exchange: str = "binance", state: str = "live", symbol: str = "") -> FeedStatus:
-    return FeedStatus(
-        exchange=exchange,
-        symbol=symbol,
-        scope="connection" if not symbol else "book",
-        state=state,
-        connection=f"{exchange}-1",
-        timestamp=1_700_000_000_000,
-    )
+    return sample_status(exchange, state, symbol)
 
 
 opportunity = sample_opportunity
