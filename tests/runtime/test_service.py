@@ -98,6 +98,7 @@ async def test_a_daemon_under_systemd_notifies_every_state(
                     await trio.sleep(0.05)
 
             await daemon.reload()
+            await listener.wait_for("RELOADING")  # the listener thread may not have read it yet
             reloading = listener.having("RELOADING")
             assert len(reloading) == 1 and int(reloading[0][1]["MONOTONIC_USEC"]) > 0
             await listener.wait_for("READY", 2)
