@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
@@ -27,13 +28,22 @@ from arbd.testing.marketfake import MarketFake
 
 
 def demo_config(
-    config: Config, registry: PluginRegistry, fakes: dict[str, FakeExchangeServer]
+    config: Config,
+    registry: PluginRegistry,
+    fakes: dict[str, FakeExchangeServer],
+    symbols: Sequence[str] | None = None,
 ) -> Config:
-    """The user's config with every faked exchange enabled and pointed at its fake."""
+    """The user's config with every faked exchange enabled and pointed at its fake.
+
+    ``symbols`` (the same list given to :func:`create_fakes`) replaces every exchange's
+    symbols; by default an exchange keeps the configured ones, or its plugin's defaults.
+    """
     exchanges = dict(config.exchanges)
     for exchange_id, fake in fakes.items():
         spec = registry.exchanges[exchange_id].spec
         base = exchanges.get(exchange_id, ExchangeConfig(symbols=list(spec.default_symbols)))
+        if symbols is not None:
+            base = msgspec.structs.replace(base, symbols=list(symbols))
         exchanges[exchange_id] = msgspec.structs.replace(
             base, enabled=True, ws_url=fake.adapter_ws_url(), rest_url=fake.rest_url
         )
@@ -115,9 +125,16 @@ def demo_exchanges(registry: PluginRegistry, config: Config) -> list[str]:
 
 
 def create_fakes(
-    registry: PluginRegistry, exchanges: list[str], seed: int = 1
+    registry: PluginRegistry,
+    exchanges: list[str],
+    seed: int = 1,
+    symbols: Sequence[str] | None = None,
 ) -> dict[str, FakeExchangeServer]:
-    """One fake per exchange; market fakes share one simulated market."""
+    """One fake per exchange; market fakes share one simulated market.
+
+    ``symbols`` makes every market fake list exactly these (e.g.
+    :func:`arbd.testing.marketfake.synthetic_symbols`); by default each lists its own.
+    """
     simulator = MarketSimulator(seed=seed)
     fakes: dict[str, FakeExchangeServer] = {}
     for n, exchange_id in enumerate(exchanges):
@@ -127,7 +144,7 @@ def create_fakes(
             offset_bps, lag = DEMO_VENUES.get(exchange_id, (0.0, 0.0))
             market_fake: type[MarketFake] = create
             fakes[exchange_id] = market_fake(
-                simulator=simulator, offset_bps=offset_bps, lag=lag, seed=seed + n
+                symbols, simulator=simulator, offset_bps=offset_bps, lag=lag, seed=seed + n
             )
         else:
             fakes[exchange_id] = factory.create()

@@ -88,6 +88,13 @@ def listing(symbol: str, **changes: str) -> Listing:
 DEFAULT_SYMBOLS: Final = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BTC/USD", "ETH/USD", "USDT/USD")
 
 
+def synthetic_symbols(count: int, quote: str = "USDT") -> list[str]:
+    """``count`` made-up symbols (``C000/USDT``, ``C001/USDT``, ...) for runs at scale: every
+    market fake lists whatever symbols it is given, so soaks and memory benchmarks can ask for
+    hundreds of markets per exchange."""
+    return [f"C{n:03d}/{quote}" for n in range(count)]
+
+
 @dataclass
 class Bar:
     """One candle of one market, in ticks and lot units (formatted by the market)."""
