@@ -151,7 +151,9 @@ class BookSync:
         for item in items:
             if item.seqId is None:
                 raise ProtocolError(f"okx: books push for {native} without seqId")
-            if action == "snapshot":
+            if action == "update" and state.phase == "valid" and item.prevSeqId is not None:
+                self._apply(state, item, received_ns, out)  # the steady state, one call short
+            elif action == "snapshot":
                 self._on_snapshot(state, item, received_ns, out)
             elif action == "update":
                 self._on_update(state, item, received_ns, out)
@@ -223,7 +225,7 @@ class BookSync:
         state.book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, " in snapshot", received_ns, out):
             state.attempts = 0
-            self._publish(state, seq, ms(item.ts), received_ns, out)
+            self._publish(state, seq, item.ts, received_ns, out)
 
     def _on_update(
         self, state: BookState, item: wire.BookData, received_ns: int, out: list[Event]
@@ -273,7 +275,7 @@ class BookSync:
         book.apply_raw(item.bids, item.asks, seq)
         book.truncate(BOOK_LEVELS)
         if self._verify(state, item.checksum, "", received_ns, out):
-            self._publish(state, seq, ms(item.ts), received_ns, out)
+            self._publish(state, seq, item.ts, received_ns, out)
 
     def _verify(
         self, state: BookState, checksum: int | None, where: str, received_ns: int, out: list[Event]

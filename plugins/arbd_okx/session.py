@@ -37,8 +37,8 @@ their ``timestamp`` is the receive time and ``start`` the bar's open time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 import msgspec
 
@@ -47,13 +47,12 @@ from arbd.exchange.adapter import (
     ExchangeSession,
     HttpRequest,
     HttpResponse,
-    leading_text,
 )
 from arbd.exchange.book import decode_levels
 from arbd.exchange.symbols import normalize
 from arbd.model import Candle, Event, Quote, Subscription, Trade
 from arbd_okx import wire
-from arbd_okx.books import BookState, BookSync, ms
+from arbd_okx.books import BookState, BookSync
 
 if TYPE_CHECKING:
     from arbd_okx.adapter import OkxAdapter
@@ -68,8 +67,18 @@ arg is not served (here). Other codes (60012 invalid request, rate limits, ...) 
 _NAMED_ARG: Final = re.compile(r"channel:(?P<channel>[^,\s]+),instId:(?P<instId>[^\s,]+)")
 _MAX_PENDING_REQUESTS: Final = 1000
 _MAX_PUSH_ROUTES: Final = 10_000
-_PushRoute = tuple[str, str, str, str]
-"""(OKX channel, arbd channel, instId, normalized symbol) of a push this session takes."""
+_PREFIX_LENGTH: Final = len(wire.PUSH_PREFIX)
+
+
+class _PushRoute(NamedTuple):
+    """How a push of one (OKX channel, instId) that this session takes is handled."""
+
+    decode: Callable[[bytes], wire.Push]
+    """The typed decoder of the whole frame."""
+    handle: Callable[[_PushRoute, wire.Push, int, list[Event]], None]
+    """The session's handler for the channel."""
+    native: str
+    symbol: str
 
 
 class OkxSession(ExchangeSession):
@@ -90,7 +99,13 @@ class OkxSession(ExchangeSession):
         self._last_ns = 0
         self.books = BookSync(self)
         self._symbols: dict[str, str] = {}
-        self._push_routes: dict[str, _PushRoute | None] = {}
+        self._push_routes: dict[bytes, _PushRoute | None] = {}
+        self._handlers: dict[str, Callable[[_PushRoute, wire.Push, int, list[Event]], None]] = {
+            "books": self._emit_books,
+            "bbo-tbt": self._emit_quotes,
+            "trades": self._emit_trades,
+            "candle1m": self._emit_candles,
+        }
         self._wanted: set[tuple[str, str]] | None
         self._any_symbol = False
         if plan.subscriptions:
@@ -137,26 +152,27 @@ class OkxSession(ExchangeSession):
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``...) on garbage."""
         self.stats.frames += 1
         self._last_ns = received_ns
-        if data == b"pong":
-            self.last_pong_ns = received_ns
-            return
-        key = leading_text(data, wire.PUSH_PREFIX, b"}")
-        if key is not None:
+        if data.startswith(wire.PUSH_PREFIX):
             # The common case, a data push: its arg (up to the closing brace) names the
-            # channel and instrument, so the whole frame is decoded once, typed, and routed
-            # without a second look.
+            # channel and instrument, so the whole frame is decoded once, typed, and handed
+            # to its channel's handler without a second look. The arg's bytes are the cache key
+            # (``bytes()``: a reassembled frame can be a bytearray; a bytes object is not copied).
+            key = bytes(data[_PREFIX_LENGTH : data.find(b"}", _PREFIX_LENGTH)])
             try:
                 route = self._push_routes[key]
             except KeyError:
                 route = self._push_route(key)
             if route is not None:
                 try:
-                    push = wire.decode_push[route[0]].decode(data)
+                    push = route.decode(data)
                 except msgspec.ValidationError:
                     push = None  # not this shape after all: the general path explains why
                 if push is not None and push.event is None:
-                    self._emit(route, push, received_ns, out)
+                    route.handle(route, push, received_ns, out)
                     return
+        elif data == b"pong":
+            self.last_pong_ns = received_ns
+            return
         frame = wire.decode_frame(data)
         if frame.event is not None:
             self._on_event(frame)
@@ -280,101 +296,117 @@ class OkxSession(ExchangeSession):
         okx_channel = arg.channel
         push: wire.Push
         if okx_channel in ("books", "bbo-tbt"):
-            push = wire.BooksPush(arg=arg, action=frame.action, data=wire.decode_books(frame.data))
+            push = wire.BooksPush(action=frame.action, data=wire.decode_books(frame.data))
         elif okx_channel == "trades":
-            push = wire.TradesPush(arg=arg, data=wire.decode_trades(frame.data))
+            push = wire.TradesPush(data=wire.decode_trades(frame.data))
         elif okx_channel == "candle1m":
-            push = wire.CandlesPush(arg=arg, data=wire.decode_candles(frame.data))
+            push = wire.CandlesPush(data=wire.decode_candles(frame.data))
         else:
             self.stats.ignored += 1
             return
-        native = arg.instId
-        symbol = self._symbol(okx_channel, native)
-        if symbol is None:
+        route = self._route(okx_channel, arg.instId)
+        if route is None:
             self.stats.ignored += 1
             return
-        self._emit((okx_channel, _FROM_OKX[okx_channel], native, symbol), push, received_ns, out)
+        route.handle(route, push, received_ns, out)
 
-    def _push_route(self, key: str) -> _PushRoute | None:
+    def _push_route(self, key: bytes) -> _PushRoute | None:
         """The route of a push whose arg reads ``key`` (``{"channel":..,"instId":..``), cached;
         None (also cached) when the general path must look at it."""
         route: _PushRoute | None = None
         try:
-            arg = wire.decode_arg(key + "}")
+            arg = wire.decode_arg(key + b"}")
         except msgspec.MsgspecError:
             arg = None
-        if arg is not None and arg.channel in wire.decode_push:
-            symbol = self._symbol(arg.channel, arg.instId)
-            if symbol is not None:
-                route = (arg.channel, _FROM_OKX[arg.channel], arg.instId, symbol)
+        if arg is not None:
+            route = self._route(arg.channel, arg.instId)
         if len(self._push_routes) < _MAX_PUSH_ROUTES:
             self._push_routes[key] = route
         return route
 
-    def _emit(self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]) -> None:
-        """Normalize a push's data (``route`` says which channel, so which list it is)."""
-        _, channel, native, symbol = route
-        data = push.data
-        action = push.action
-        received_ms = received_ns // 1_000_000
-        if channel == "book":
-            books = cast("list[wire.BookData]", data)
-            self.books.on_push(native, symbol, books, received_ns, out, action=action)
-        elif channel == "price":
-            for item in cast("list[wire.BookData]", data):
-                bids, asks = decode_levels(item.bids), decode_levels(item.asks)
-                if not bids or not asks:
-                    self.stats.ignored += 1  # one side empty: no quote to give
-                    continue
-                bid, ask = bids[0], asks[0]
-                ts = ms(item.ts)
-                out.append(
-                    Quote(
-                        exchange=self._exchange,
-                        symbol=symbol,
-                        bid=bid.price,
-                        ask=ask.price,
-                        bid_size=bid.size,
-                        ask_size=ask.size,
-                        timestamp=received_ms if ts is None else ts,
-                        exchange_time=ts,
-                        received_ns=received_ns,
-                        sequence=item.seqId,
-                    )
-                )
-        elif channel == "trades":
-            for trade in cast("list[wire.TradeData]", data):
-                ts = ms(trade.ts)
-                side, trade_id = trade.side, trade.tradeId
-                out.append(
-                    Trade(
-                        exchange=self._exchange,
-                        symbol=symbol,
-                        price=trade.px,
-                        size=trade.sz,
-                        side="buy" if side == "buy" else "sell" if side == "sell" else None,
-                        id=trade_id,
-                        timestamp=received_ms if ts is None else ts,
-                        exchange_time=ts,
-                        received_ns=received_ns,
-                        sequence=int(trade_id) if trade_id.isdigit() else None,
-                    )
-                )
-        else:  # candles; rows are [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]
-            out.extend(
-                Candle(
+    def _route(self, okx_channel: str, native: str) -> _PushRoute | None:
+        """How pushes of (OKX channel, instId) are handled, or None if this session does not
+        take them."""
+        handle = self._handlers.get(okx_channel)
+        symbol = None if handle is None else self._symbol(okx_channel, native)
+        if handle is None or symbol is None:
+            return None
+        return _PushRoute(wire.decode_push[okx_channel].decode, handle, native, symbol)
+
+    # Handlers: one per channel, so the hot path makes no channel comparisons. Each takes the
+    # route (native and normalized symbol) and the decoded push.
+
+    def _emit_books(
+        self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]
+    ) -> None:
+        books = cast("list[wire.BookData]", push.data)
+        self.books.on_push(route.native, route.symbol, books, received_ns, out, action=push.action)
+
+    def _emit_quotes(
+        self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]
+    ) -> None:
+        for item in cast("list[wire.BookData]", push.data):
+            bids, asks = decode_levels(item.bids), decode_levels(item.asks)
+            if not bids or not asks:
+                self.stats.ignored += 1  # one side empty: no quote to give
+                continue
+            bid, ask = bids[0], asks[0]
+            ts = item.ts
+            out.append(
+                Quote(
                     exchange=self._exchange,
-                    symbol=symbol,
-                    interval=CANDLE_INTERVAL,
-                    start=int(row[0]),
-                    open=row[1],
-                    high=row[2],
-                    low=row[3],
-                    close=row[4],
-                    volume=row[5],
-                    closed=row[8] == "1",
-                    timestamp=received_ms,
+                    symbol=route.symbol,
+                    bid=bid.price,
+                    ask=ask.price,
+                    bid_size=bid.size,
+                    ask_size=ask.size,
+                    timestamp=received_ns // 1_000_000 if ts is None else ts,
+                    exchange_time=ts,
                     received_ns=received_ns,
+                    sequence=item.seqId,
                 )
-                for row in cast("list[list[str]]", data)
             )
+
+    def _emit_trades(
+        self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]
+    ) -> None:
+        exchange, symbol = self._exchange, route.symbol
+        for trade in cast("list[wire.TradeData]", push.data):
+            ts, side, trade_id = trade.ts, trade.side, trade.tradeId
+            out.append(
+                Trade(
+                    exchange=exchange,
+                    symbol=symbol,
+                    price=trade.px,
+                    size=trade.sz,
+                    side="buy" if side == "buy" else "sell" if side == "sell" else None,
+                    id=trade_id,
+                    timestamp=received_ns // 1_000_000 if ts is None else ts,
+                    exchange_time=ts,
+                    received_ns=received_ns,
+                    sequence=int(trade_id) if trade_id.isdigit() else None,
+                )
+            )
+
+    def _emit_candles(
+        self, route: _PushRoute, push: wire.Push, received_ns: int, out: list[Event]
+    ) -> None:
+        # Rows are [ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm].
+        exchange, symbol, received_ms = self._exchange, route.symbol, received_ns // 1_000_000
+        out.extend(
+            Candle(
+                exchange=exchange,
+                symbol=symbol,
+                interval=CANDLE_INTERVAL,
+                start=int(row[0]),
+                open=row[1],
+                high=row[2],
+                low=row[3],
+                close=row[4],
+                volume=row[5],
+                closed=row[8] == "1",
+                timestamp=received_ms,
+                received_ns=received_ns,
+            )
+            for row in cast("list[list[str]]", push.data)
+        )

@@ -3,7 +3,9 @@
 Every WebSocket frame is first decoded as a permissive :class:`Frame` (unknown fields ignored);
 its ``data`` stays raw JSON and is decoded by the decoder for its channel, so each shape is parsed
 once and typed. Prices and sizes are JSON strings on OKX and stay the exchange's own text;
-``seqId``, ``prevSeqId`` and ``checksum`` are JSON integers; times are strings of milliseconds.
+``seqId``, ``prevSeqId`` and ``checksum`` are JSON integers; times are strings of milliseconds,
+which the push decoders turn into integers themselves (msgspec's lax mode, ``strict=False``:
+a string of digits decodes as an ``int`` field, in C, instead of ``int()`` per item here).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class BookData(msgspec.Struct):
 
     asks: msgspec.Raw
     bids: msgspec.Raw
-    ts: str | None = None
+    ts: int | None = None
+    """Milliseconds; a string on the wire (see the module docstring)."""
     checksum: int | None = None
     prevSeqId: int | None = None  # noqa: N815 - the wire name
     seqId: int | None = None  # noqa: N815 - the wire name
@@ -58,7 +61,8 @@ class TradeData(msgspec.Struct):
     px: str
     sz: str
     side: str | None = None
-    ts: str | None = None
+    ts: int | None = None
+    """Milliseconds; a string on the wire (see the module docstring)."""
     instId: str | None = None  # noqa: N815 - the wire name
 
 
@@ -71,9 +75,10 @@ class Subscribe(msgspec.Struct, omit_defaults=True):
 
 
 class Push(msgspec.Struct):
-    """A data push decoded whole, ``data`` typed by its channel (subclasses below)."""
+    """A data push decoded whole, ``data`` typed by its channel (subclasses below).
 
-    arg: Arg
+    The ``arg`` is not decoded again here: the session routes pushes by its text first."""
+
     data: list[BookData] | list[TradeData] | list[list[str]]
     action: str | None = None
     event: str | None = None
@@ -96,17 +101,17 @@ PUSH_PREFIX: Final = b'{"arg":'
 """How OKX begins every data push; its arg object follows, up to a closing brace."""
 
 decode_push: Final[dict[str, msgspec.json.Decoder[Push]]] = {
-    "books": msgspec.json.Decoder(BooksPush),
-    "bbo-tbt": msgspec.json.Decoder(BooksPush),
-    "trades": msgspec.json.Decoder(TradesPush),
-    "candle1m": msgspec.json.Decoder(CandlesPush),
+    "books": msgspec.json.Decoder(BooksPush, strict=False),
+    "bbo-tbt": msgspec.json.Decoder(BooksPush, strict=False),
+    "trades": msgspec.json.Decoder(TradesPush, strict=False),
+    "candle1m": msgspec.json.Decoder(CandlesPush, strict=False),
 }
 """One-pass decoders of a whole push, by the channel name at its start."""
 
 decode_frame = msgspec.json.Decoder(Frame).decode
 decode_arg = msgspec.json.Decoder(Arg).decode
-decode_books = msgspec.json.Decoder(list[BookData]).decode
-decode_trades = msgspec.json.Decoder(list[TradeData]).decode
+decode_books = msgspec.json.Decoder(list[BookData], strict=False).decode
+decode_trades = msgspec.json.Decoder(list[TradeData], strict=False).decode
 decode_candles = msgspec.json.Decoder(list[list[str]]).decode
 """``candle{bar}`` rows: ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]``."""
 encode = msgspec.json.Encoder().encode
