@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -564,6 +565,31 @@ def test_trades_side_is_the_taker_side() -> None:
     (sell,) = feed(make_session(), TRADES.replace(b'"buy"', b'"sell"'))
     assert isinstance(sell, Trade)
     assert sell.side == "sell"
+
+
+def test_a_frame_in_a_bytearray_is_read_like_bytes() -> None:
+    """The driver hands reassembled (fragmented) frames over as bytearrays; the push fast path
+    caches routes by the arg's bytes and must not choke on an unhashable slice."""
+    compact = msgspec.json.encode(msgspec.json.decode(TRADES))  # as OKX sends it: no spaces
+    assert compact.startswith(b'{"arg":{"channel":"trades"')
+    session = make_session()
+    as_bytes = feed(session, compact, compact)
+    assert len(as_bytes) == 2
+    out: list[Event] = []
+    session.receive(bytearray(compact), True, RECEIVED_NS, out)
+    session.receive(bytearray(compact), True, RECEIVED_NS, out)
+    assert out == as_bytes
+    assert feed(session, TRADES) == as_bytes[:1]  # the general path agrees
+
+
+def test_trade_time_as_a_json_number_is_accepted_too() -> None:
+    """OKX sends ``ts`` as a string of milliseconds; a number is read the same."""
+    numeric = TRADES.replace(b'"ts": "1630048897897"', b'"ts": 1630048897897')
+    assert numeric != TRADES
+    for frame in (numeric, msgspec.json.encode(msgspec.json.decode(numeric))):
+        (trade,) = feed(make_session(), frame)
+        assert isinstance(trade, Trade)
+        assert trade.exchange_time == 1630048897897
 
 
 def test_candle1m() -> None:
