@@ -26,9 +26,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,9 @@ import trio
 from arbd import __version__
 from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.arbitrage.conversion import conversion_symbols
-from arbd.config import Config, ExchangeConfig, load_config
+from arbd.config import Config, load_config
 from arbd.control.server import serve_control
 from arbd.errors import ConfigError, FeedError
-from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
 from arbd.exchange.symbols import parse_symbols
 from arbd.feed.clock import TrioClock
 from arbd.feed.exchange import ExchangeFeed, FeedSet, fetch_instruments
@@ -53,7 +51,7 @@ from arbd.logs import set_level
 from arbd.metrics import MetricsEndpoint, build_registry, health, serve_metrics
 from arbd.model import Arbitrage, Event
 from arbd.plugins import PluginRegistry
-from arbd.reload import ReloadPlan, effective_symbols, plan_reload
+from arbd.reload import ReloadPlan, plan_reload
 from arbd.sdnotify import Notifier
 from arbd.server.ws import WebSocketServer, serve_websocket
 from arbd.service import run_service_notifications, status_line
@@ -61,36 +59,8 @@ from arbd.status import DaemonStatus
 
 log = logging.getLogger("arbd")
 
-SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CLOSED_HISTORY = 200
 """Closed opportunities kept for ``opportunities(include_closed=True)``."""
-
-
-def build_adapter(
-    exchange_id: str,
-    settings: ExchangeConfig,
-    registry: PluginRegistry,
-    extra_symbols: Sequence[str] = (),
-) -> ExchangeAdapter:
-    """Instantiate the configured adapter; unknown exchange ids are a ConfigError.
-    ``extra_symbols`` are subscribed as well (conversion markets of the arbitrage engine)."""
-    cls = registry.exchanges.get(exchange_id)
-    if cls is None:
-        installed = ", ".join(sorted(registry.exchanges)) or "none"
-        raise ConfigError(
-            f"unknown exchange {exchange_id!r} (installed: {installed})",
-            key=f"exchanges.{exchange_id}",
-        )
-    spec = cls.spec
-    return cls(
-        AdapterSettings(
-            ws_url=settings.ws_url or spec.ws_url,
-            rest_url=(settings.rest_url or spec.rest_url).rstrip("/"),
-            symbols=effective_symbols(settings, spec.default_symbols, extra_symbols),
-            channels=tuple(c for c in settings.channels if c in spec.channels),
-            book_depth=settings.book_depth,
-        )
-    )
 
 
 class Daemon:
@@ -144,7 +114,7 @@ class Daemon:
         self.metrics_port: int | None = None
         extra = conversion_symbols(config)
         self.adapters = {
-            exchange_id: build_adapter(exchange_id, settings, registry, extra.get(exchange_id, ()))
+            exchange_id: registry.build_adapter(exchange_id, settings, extra.get(exchange_id, ()))
             for exchange_id, settings in sorted(config.exchanges.items())
             if settings.enabled
         }
@@ -408,7 +378,7 @@ class Daemon:
         try:
             for ex in plan.added + plan.restarted:
                 settings = plan.config.exchanges[ex]
-                adapter = build_adapter(ex, settings, self.registry, extra.get(ex, ()))
+                adapter = self.registry.build_adapter(ex, settings, extra.get(ex, ()))
                 old = feeds.get(ex)
                 counters = old.ctx.counters if old is not None else None
                 assert self._clock is not None  # reload() checked
@@ -452,36 +422,3 @@ class Daemon:
         for ex, feed in prepared.items():
             self.adapters[ex] = feed.ctx.adapter
             await self.feeds.start(feed, wait=False)
-
-
-async def run_until_signal(daemon: Daemon) -> None:
-    """Run ``daemon`` until SIGINT/SIGTERM or :meth:`Daemon.request_stop`, then shut down
-    gracefully. SIGHUP reloads the configuration (:meth:`Daemon.reload` logs the outcome; a
-    bad file keeps the daemon running as it was)."""
-    with trio.open_signal_receiver(*SHUTDOWN_SIGNALS, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(handle_signals, daemon, signals)
-            await daemon.run()
-            nursery.cancel_scope.cancel()
-
-
-async def handle_signals(daemon: Daemon, signals: AsyncIterator[int]) -> None:
-    """Act on each signal received: SIGHUP reloads (in the background, so a slow reload never
-    delays a shutdown signal), any other stops the daemon."""
-    async with trio.open_nursery() as nursery:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                log.info("received SIGHUP; reloading %s", daemon.config_path or "(no config file)")
-                nursery.start_soon(_reload_quietly, daemon)
-            else:
-                log.info("received %s; shutting down", signal.Signals(signum).name)
-                daemon.request_stop()
-
-
-async def _reload_quietly(daemon: Daemon) -> None:
-    try:
-        await daemon.reload()
-    except ConfigError as exc:
-        # reload() logged a rejected file; a daemon without one has nothing to reload.
-        if not daemon.config_path:
-            log.error("reload: %s", exc.one_line())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from arbd import hookspecs
-from arbd.exchange.adapter import ExchangeAdapter, ExchangeSpec
+from arbd.errors import ConfigError
+from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter, ExchangeSpec
 from arbd.hookspecs import PROJECT
+from arbd.reload import effective_symbols
 
 if TYPE_CHECKING:
+    from arbd.config import ExchangeConfig
     from arbd.testing.fake import FakeExchangeFactory
 
 ENTRY_POINT_GROUP = "arbd"
@@ -57,6 +60,29 @@ class PluginRegistry:
 
     def adapter_class(self, exchange_id: str) -> type[ExchangeAdapter]:
         return self.exchanges[exchange_id]
+
+    def build_adapter(
+        self, exchange_id: str, settings: ExchangeConfig, extra_symbols: Sequence[str] = ()
+    ) -> ExchangeAdapter:
+        """Instantiate the configured adapter; an unknown exchange id is a ConfigError.
+        ``extra_symbols`` are subscribed as well (conversion markets of the arbitrage engine)."""
+        cls = self.exchanges.get(exchange_id)
+        if cls is None:
+            installed = ", ".join(sorted(self.exchanges)) or "none"
+            raise ConfigError(
+                f"unknown exchange {exchange_id!r} (installed: {installed})",
+                key=f"exchanges.{exchange_id}",
+            )
+        spec = cls.spec
+        return cls(
+            AdapterSettings(
+                ws_url=settings.ws_url or spec.ws_url,
+                rest_url=(settings.rest_url or spec.rest_url).rstrip("/"),
+                symbols=effective_symbols(settings, spec.default_symbols, extra_symbols),
+                channels=tuple(c for c in settings.channels if c in spec.channels),
+                book_depth=settings.book_depth,
+            )
+        )
 
 
 def new_manager() -> pluggy.PluginManager:

@@ -12,10 +12,11 @@ import trio
 from arbd.capture import CaptureWriter
 from arbd.cli.common import fail, load_registry, one_line_errors
 from arbd.config import Config, ControlConfig, ExchangeConfig, load_config
-from arbd.daemon import Daemon, run_until_signal
+from arbd.daemon import Daemon
 from arbd.logs import setup_logging
 from arbd.model import CHANNELS
 from arbd.sdnotify import Notifier
+from arbd.signals import run_until_signal
 
 
 def load_optional_config(config_path: str | None) -> Config:

@@ -16,12 +16,13 @@ from arbd.capture import CaptureWriter
 from arbd.cli.common import load_registry, one_line_errors
 from arbd.cli.daemon_cmds import load_optional_config
 from arbd.config import Config, ExchangeConfig
-from arbd.daemon import Daemon, run_until_signal
+from arbd.daemon import Daemon
 from arbd.hub import Filter, HubSubscriber
 from arbd.logs import setup_logging
 from arbd.model import Arbitrage, FeedStatus, Quote
 from arbd.plugins import PluginRegistry
 from arbd.server.ws import open_listeners
+from arbd.signals import run_until_signal
 from arbd.testing.fake import FakeExchangeServer, run_fakes
 from arbd.testing.market import MarketSimulator
 from arbd.testing.marketfake import MarketFake

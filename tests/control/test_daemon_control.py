@@ -17,7 +17,8 @@ import trio
 
 from arbd.cli.common import load_registry
 from arbd.config import Config
-from arbd.daemon import Daemon, run_until_signal
+from arbd.daemon import Daemon
+from arbd.signals import run_until_signal
 from arbd.testing.control import ControlServerThread, FakeControlTarget
 from arbd.testing.fake import open_fake
 from arbd_simplex.fake import SimplexFake

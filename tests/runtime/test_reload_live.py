@@ -11,8 +11,9 @@ import pytest
 import trio
 
 from arbd.config import Config
-from arbd.daemon import Daemon, run_until_signal
+from arbd.daemon import Daemon
 from arbd.errors import ConfigError
+from arbd.signals import run_until_signal
 from arbd.testing.fake import open_fake
 from arbd.testing.harness import wait_until
 from arbd_simplex.fake import SimplexFake

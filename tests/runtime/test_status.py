@@ -8,7 +8,8 @@ import msgspec
 import trio
 
 import arbd
-from arbd.daemon import Daemon, run_until_signal
+from arbd.daemon import Daemon
+from arbd.signals import run_until_signal
 from arbd.status import DaemonStatus
 from arbd.testing.fake import open_fake
 from arbd.testing.harness import wait_until
