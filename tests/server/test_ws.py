@@ -281,6 +281,22 @@ async def test_drop_oldest_accounts_for_every_event():
             assert dropped == conn.output.lost
 
 
+@pytest.mark.parametrize("sndbuf", [None, 4096])
+async def test_a_long_backlog_arrives_whole_and_in_order(sndbuf):
+    """Thousands of frames pending at once: what a full socket buffer did not take follows in
+    order, with nothing lost or repeated."""
+    hub = Hub()
+    total = 3079
+    async with running_server(hub, sndbuf=sndbuf, buffer=10 * total) as server:
+        async with open_client(server.url) as client:
+            await client.receive()
+            await subscribed(client, channels=["trades"])
+            hub.publish([trade(n) for n in range(total)])  # one flush holds all of them
+            with trio.fail_after(10):
+                sequences = [(await client.receive())["sequence"] for _ in range(total)]
+            assert sequences == list(range(total))
+
+
 async def test_disconnect_policy_closes_an_overflowing_client_with_1008():
     hub = Hub()
     async with running_server(hub, sndbuf=4096, buffer=30, slow_policy="disconnect") as server:
