@@ -185,14 +185,22 @@ def stamp_latencies(
     total = 0
     end = time.perf_counter() + seconds
     last = first = 0.0
+    closed = 0
     cpu = time.process_time()
     while True:
         now = time.perf_counter()
         if now > end or (last and now - last > idle_stop):
             break
         for fd, _ in poller.poll(0.05):
-            n = by_fd[fd].recv_into(buf)
-            if not n or fd not in sampled:
+            try:
+                n = by_fd[fd].recv_into(buf)
+            except ConnectionError:
+                n = 0
+            if not n:  # closed by the server (e.g. a client too far behind): stop polling it
+                poller.unregister(fd)
+                closed += 1
+                continue
+            if fd not in sampled:
                 total += n
                 continue
             mono, wall = time.monotonic_ns(), time.time_ns()
@@ -219,6 +227,7 @@ def stamp_latencies(
         "daemon_us": internal,
         "max_us": (sent_to_read[-1] / 1000) if sent_to_read else float("nan"),
         "bytes": total,
+        "closed": closed,
         "cpu": cpu / (last - first) if last > first else float("nan"),
     }
 

@@ -126,6 +126,7 @@ async def step(
         "cpu": 100 * core,
         "cpu_per_10k": 100 * core / (rate / 10_000),
         "fake_cpu": 100 * fake_cpu / elapsed,
+        "connected": len(daemon.server.clients) if daemon.server is not None else 0,
         "clients_cpu": 100 * seen["cpu"],
     }
 
@@ -256,6 +257,7 @@ def main() -> None:
             ("delivered %", ".1f"),
             ("daemon CPU % of a core", ".1f"),
             ("CPU % per 10k msgs/s", ".1f"),
+            ("subscribers connected after", ",d"),
             ("fake CPU %", ".0f"),
             ("subscribers CPU %", ".0f"),
         ],
@@ -271,6 +273,7 @@ def main() -> None:
                 r["delivered"],
                 r["cpu"],
                 r["cpu_per_10k"],
+                round(r["connected"]),
                 r["fake_cpu"],
                 r["clients_cpu"],
             ]

@@ -9,8 +9,8 @@ local WebSocket server, metrics endpoint and control socket, as ``arbd demo`` ru
 Reported: the daemon's RSS (``VmRSS`` of this process) before the feeds start and once every
 book of every market has been published valid (with the time that took and the depth of the
 books held), the fakes' process RSS for scale, then RSS sampled every ``--interval`` seconds for
-``--minutes``: after a warm-up (the first fifth of the run, at least one minute when the run is
-long enough), the least-squares slope (MB per minute) and the growth from the first to the last
+``--minutes``: after a warm-up (the first minute, or half of a shorter run), the least-squares
+slope (MB per minute) and the growth from the first to the last
 sample.
 
 Run:  python benchmarks/memory.py [--symbols 200] [--minutes 5] [--rate 2] [--json PATH]
@@ -202,9 +202,7 @@ def main() -> None:
         os.sched_setaffinity(0, {cpus[1]})
     r = trio.run(run, args, cpus)
     samples = r["samples"]
-    warm = max(samples[0][0] if samples else 0.0, min(60.0, args.minutes * 60 / 5))
-    if args.minutes * 60 < 300:
-        warm = args.minutes * 60 / 5
+    warm = min(60.0, args.minutes * 60 / 2)
     steady = [(t, m) for t, m in samples if t >= warm]
     scale = f"{r['exchanges']} exchanges x {args.symbols} symbols"
     at_scale = table(
