@@ -1,9 +1,11 @@
-"""The client side of ``benchmarks/fanout.py``, run in its own process.
+"""The client side of ``benchmarks/fanout.py`` and ``benchmarks/end_to_end.py``, run in its own
+process.
 
 Plain blocking sockets for the handshake and the subscribe, then one epoll loop over every
 connection with ``recv_into`` a reused buffer: the cheapest reader Python has, so the server,
 not the client, is what is measured. Counting is by bytes (every benchmark message has the same
-framed size); the latency run parses the frames of a sample of connections.
+framed size); the latency runs parse the frames of a sample of connections (``end_to_end.py``:
+trade ids that are the fake exchange's send times, see :func:`stamp_latencies`).
 """
 
 from __future__ import annotations
