@@ -295,8 +295,8 @@ def main() -> None:
         f"latency from every {args.sample_every}th subscriber "
         f"({len(range(0, args.subscribers, args.sample_every)) + 1} parsed).",
         "delivered: trades the sampled subscribers read / trades the fake sent (the server's "
-        "default slow-client policy, conflate, keeps every trade until a client's buffer of "
-        "10,000 events is full).",
+        "default slow-client policy, conflate, queues every trade; a client 10,000 events "
+        "behind is disconnected, which 'subscribers connected after' would show).",
         "daemon on its own core"
         if pin
         else "not pinned: daemon, fake and subscribers share the cores",
