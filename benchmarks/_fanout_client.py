@@ -1,9 +1,11 @@
-"""The client side of ``benchmarks/fanout.py``, run in its own process.
+"""The client side of ``benchmarks/fanout.py`` and ``benchmarks/end_to_end.py``, run in its own
+process.
 
 Plain blocking sockets for the handshake and the subscribe, then one epoll loop over every
 connection with ``recv_into`` a reused buffer: the cheapest reader Python has, so the server,
 not the client, is what is measured. Counting is by bytes (every benchmark message has the same
-framed size); the latency run parses the frames of a sample of connections.
+framed size); the latency runs parse the frames of a sample of connections (``end_to_end.py``:
+trade ids that are the fake exchange's send times, see :func:`stamp_latencies`).
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def _read_frame(sock: socket.socket, buf: bytearray) -> bytes:
         buf += data
 
 
-def connect(port: int, subscribe: dict[str, Any] | None) -> socket.socket:
-    """Open one client: handshake, read ``hello``, subscribe and read ``subscribed``."""
+def connect(port: int, subscribe: dict[str, Any] | None, quiet: bool = True) -> socket.socket:
+    """Open one client: handshake, read ``hello``, subscribe and read ``subscribed``.
+    ``quiet``: nothing may follow ``subscribed`` yet (the byte-counting runs rely on it)."""
     sock = socket.create_connection(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
@@ -82,7 +85,7 @@ def connect(port: int, subscribe: dict[str, Any] | None) -> socket.socket:
         sock.sendall(_masked_text(json.dumps({"action": "subscribe", **subscribe}).encode()))
         while json.loads(_read_frame(sock, buf))["type"] != "subscribed":
             pass
-    assert not buf, "no events before the benchmark starts"
+    assert not (quiet and buf), "no events before the benchmark starts"
     sock.setblocking(False)
     return sock
 
@@ -153,8 +156,91 @@ def latencies(
     return found, total
 
 
+_TRADE_STAMPS = re.compile(rb'"id":"(\d+)","timestamp":\d+,"exchangeTime":\d+,"receivedNs":(\d+)')
+"""A trade event's id (for ``end_to_end.py``: the fake's monotonic send time) and receipt time."""
+
+
+def percentiles(values: list[int], points: tuple[float, ...] = (50, 99, 99.9)) -> list[float]:
+    """Nearest-rank percentiles of ``values`` (sorted in place), in µs from ns."""
+    values.sort()
+    if not values:
+        return [float("nan")] * len(points)
+    return [values[min(len(values) - 1, int(len(values) * p / 100))] / 1000 for p in points]
+
+
+def stamp_latencies(
+    socks: list[socket.socket], sample: set[int], seconds: float, idle_stop: float
+) -> dict[str, Any]:
+    """Read every socket until nothing arrived for ``idle_stop`` seconds after the first trade
+    (at most ``seconds``); on the ``sample`` connections, every trade event's latency from the
+    fake's send (its id, ``CLOCK_MONOTONIC`` ns) and from the daemon's receipt (``receivedNs``,
+    wall clock) to this read. Returns percentiles in µs and the trades seen per sampled
+    connection (the summary, not millions of samples, crosses the pipe), and this process's
+    CPU time per second from the first trade to the last."""
+    poller, by_fd = _epoll(socks)
+    sampled = {socks[i].fileno() for i in sample}
+    pending: dict[int, bytes] = dict.fromkeys(sampled, b"")
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    sent_to_read: list[int] = []
+    receipt_to_read: list[int] = []
+    total = 0
+    end = time.perf_counter() + seconds
+    last = first = 0.0
+    closed = 0
+    cpu = time.process_time()
+    while True:
+        now = time.perf_counter()
+        if now > end or (last and now - last > idle_stop):
+            break
+        for fd, _ in poller.poll(0.05):
+            try:
+                n = by_fd[fd].recv_into(buf)
+            except ConnectionError:
+                n = 0
+            if not n:  # closed by the server (e.g. a client too far behind): stop polling it
+                poller.unregister(fd)
+                closed += 1
+                continue
+            if fd not in sampled:
+                total += n
+                continue
+            mono, wall = time.monotonic_ns(), time.time_ns()
+            total += n
+            last = time.perf_counter()
+            if not first:
+                first, cpu = last, time.process_time()
+            data = pending[fd] + view[:n].tobytes()
+            matches = list(_TRADE_STAMPS.finditer(data))
+            # A message split across reads is matched once whole: keep what follows the last
+            # complete match (a match ending the data may have lost digits to the next read).
+            complete = [m for m in matches if m.end() < len(data)]
+            for m in complete:
+                sent_to_read.append(mono - int(m.group(1)))
+                receipt_to_read.append(wall - int(m.group(2)))
+            pending[fd] = data[complete[-1].end() :] if complete else data[-300:]
+    poller.close()
+    cpu = time.process_time() - cpu
+    e2e = percentiles(sent_to_read)
+    internal = percentiles(receipt_to_read, (50, 99))
+    return {
+        "trades_per_connection": len(sent_to_read) / max(1, len(sampled)),
+        "e2e_us": e2e,
+        "daemon_us": internal,
+        "max_us": (sent_to_read[-1] / 1000) if sent_to_read else float("nan"),
+        "bytes": total,
+        "closed": closed,
+        "cpu": cpu / (last - first) if last > first else float("nan"),
+    }
+
+
 def client_main(
-    pipe: Connection, port: int, n: int, subscribe: dict[str, Any] | None, cpu: int | None
+    pipe: Connection,
+    port: int,
+    n: int,
+    subscribe: dict[str, Any] | None,
+    cpu: int | None,
+    quiet: bool = True,
 ) -> None:
     """Child process: open ``n`` clients, then obey the parent's commands until "exit"."""
     if cpu is not None:
@@ -163,7 +249,7 @@ def client_main(
     socks: list[socket.socket] = []
     try:
         while len(socks) < n:
-            socks.append(connect(port, subscribe))
+            socks.append(connect(port, subscribe, quiet))
     except OSError as exc:
         pipe.send(("opened", len(socks), f"{exc} (open-files limit {limit})"))
     else:
@@ -176,6 +262,10 @@ def client_main(
             seconds, every = args
             sample = set(range(0, len(socks), every)) | {len(socks) - 1}
             pipe.send(latencies(socks, sample, seconds))
+        elif command == "stamps":
+            seconds, idle_stop, every = args
+            sample = set(range(0, len(socks), every)) | {len(socks) - 1}
+            pipe.send(stamp_latencies(socks, sample, seconds, idle_stop))
         elif command == "exit":
             for sock in socks:
                 sock.close()

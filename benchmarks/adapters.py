@@ -1,42 +1,51 @@
-"""Adapter parse speed per exchange, and cryptofeed's parsers on the same frames.
+"""Ingest per exchange, one core: captured frames through adapter + books + hub + arbitrage
+engine, and cryptofeed's parsers on the same frames.
 
-For each exchange a capture is generated first: arbd's real feed runs against the exchange's
-fake over loopback for ``--rounds`` rounds of market data (all four channels, the adapter's
-default symbols), recorded as ``arbd record`` does. Then, without sockets:
+For each exchange a capture is generated first (``_captures.py``): arbd's real feed runs against
+the exchange's fake over loopback for ``--rounds`` rounds of market data (all four channels, the
+adapter's default symbols), recorded as ``arbd record`` does. Then, without sockets:
 
-* **arbd**: every recorded frame goes through the adapter session's ``receive`` (book snapshots
-  it asks for over REST are answered from the capture at once), as the live driver does.
-* **cryptofeed** (``pip install cryptofeed``, the ``bench`` extra): the same frames, restricted
-  to the message types its parser for that exchange accepts, go through the feed's
-  ``message_handler`` with no-op callbacks, its symbol table loaded from the fake's REST answer
-  and its REST snapshot reads answered from the capture. arbd is timed on exactly that subset
-  too, so the ratio compares like with like.
+* **arbd, full pipeline**: every recorded frame goes through the adapter session's ``receive``
+  (book snapshots it asks for over REST are answered from the capture at once), and each
+  frame's events are published at once with ``Daemon.publish``: a real :class:`arbd.hub.Hub`
+  with the daemon's arbitrage processor, on a :class:`arbd.daemon.Daemon` built for every
+  recorded exchange (instruments loaded from the captures). The other exchanges' captures are
+  fed in between, untimed, so each quote and book update is judged against a full quote group,
+  as in a daemon running all five (see :class:`Pipeline`). No local client is connected (the
+  fan-out is measured by ``fanout.py`` and ``end_to_end.py``).
+* **arbd, adapter only**: the same, events dropped instead of published (the earlier figure).
+* **cryptofeed** (``pip install cryptofeed``, the ``bench`` extra; ``_cryptofeed.py``): the
+  frames its parser for that exchange accepts go through the feed's ``message_handler`` with
+  no-op callbacks. arbd is timed on exactly that subset too, so the ratio compares like with
+  like: cryptofeed's complete normalization (its order books included) against arbd's.
+* **quotes**: the frames that make only ``price`` events (Binance ``bookTicker``, Bybit
+  ``orderbook.1``, OKX ``bbo-tbt``, ...), through the full pipeline: the quote rate.
 
-Both sides do the complete normalization the library offers (cryptofeed builds its order book,
-arbd builds and publishes its book), so the ratio is of the work a user gets done per frame.
+The three are interleaved run by run and the median of ``--runs`` is shown.
 
 Run:  python benchmarks/adapters.py [--rounds 2000] [--runs 5] [--exchanges binance okx]
+      [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import trio
 
-from arbd.capture import CaptureWriter, Connect, Http, Recv, iter_records, read_header
+from arbd.config import Config, ControlConfig, ExchangeConfig, MetricsConfig, ServerConfig
+from arbd.daemon import Daemon
 from arbd.exchange.adapter import (
     AdapterSettings,
     ConnectionPlan,
@@ -44,95 +53,50 @@ from arbd.exchange.adapter import (
     ExchangeSession,
     HttpResponse,
 )
-from arbd.model import CHANNELS, Event, Subscription
+from arbd.model import CHANNELS, Event, Quote, Subscription
 from arbd.plugins import PluginRegistry, load_plugins
-from arbd.testing.fake import open_fake
-from arbd.testing.harness import run_feed
 
-# -- the workload -------------------------------------------------------------------------------
+sys.path.insert(0, os.path.dirname(__file__))
+from _captures import Workload, load, record
+from _cryptofeed import SHIMS, time_cryptofeed
+from _results import emit, report, table
 
-
-@dataclass
-class Workload:
-    exchange: str
-    connects: list[Connect] = field(default_factory=list)
-    frames: list[tuple[str, bytes, bool]] = field(default_factory=list)
-    """(conn, payload, is_text) in receive order."""
-    http: list[Http] = field(default_factory=list)
-
-    def answer(self, url: str) -> Http:
-        """The first recorded answer for the URL's path and query (the host differs)."""
-        want = _path_key(url)
-        for item in self.http:
-            if _path_key(item.url) == want:
-                return item
-        raise LookupError(f"no recorded answer for {url}")
-
-
-def _path_key(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
-
-async def record(registry: PluginRegistry, exchange: str, rounds: int, path: Path) -> None:
-    fake = registry.fakes[exchange].create()
-    adapter_cls = registry.exchanges[exchange]
-    symbols = list(adapter_cls.spec.default_symbols)
-    with CaptureWriter(path, exchange=exchange) as writer:
-        async with (
-            open_fake(fake),
-            run_feed(fake, adapter_cls, symbols=symbols, recorder=writer, stale_after=600.0) as h,
-        ):
-
-            def live() -> int:
-                return len({s.connection for s in h.statuses("connection") if s.state == "live"})
-
-            with trio.fail_after(60):  # "live" needs data on every subscription
-                while live() < len(h.feed.supervisors):
-                    await fake.pump(1)  # type: ignore[attr-defined]
-                    await trio.sleep(0.05)
-            for _ in range(rounds):
-                await fake.pump(1)  # type: ignore[attr-defined]
-            seen = -1
-            while seen != len(h.events):
-                seen = len(h.events)
-                await trio.sleep(0.1)
-
-
-def load(path: Path) -> Workload:
-    work = Workload(read_header(path).exchange)
-    for _, record in iter_records(path):
-        if isinstance(record, Connect):
-            work.connects.append(record)
-        elif isinstance(record, Recv):
-            work.frames.append((record.conn, record.payload(), record.is_text))
-        elif isinstance(record, Http):
-            work.http.append(record)
-    return work
-
+MIN_QUOTES = 50
+"""Fewer quote-only frames than this make no row: too few to time."""
+Frame = tuple[str, bytes, bool]
+Frames = list[Frame]
+Schedule = list[tuple[bool, str, Frame]]
+Sink = Callable[[Sequence[Event]], None]
 
 # -- arbd ---------------------------------------------------------------------------------------
+
+
+def symbols_of(work: Workload) -> list[str]:
+    return sorted({symbol for c in work.connects for _, symbol in (c.subs or ())})
+
+
+def load_instruments(adapter: ExchangeAdapter, work: Workload) -> None:
+    responses = [
+        HttpResponse(request=r, status=200, body=work.answer(r.url).body(), received_ns=1)
+        for r in adapter.instrument_requests()
+    ]
+    adapter.load_instruments(responses)
 
 
 def arbd_sessions(
     registry: PluginRegistry, work: Workload
 ) -> tuple[ExchangeAdapter, dict[str, ExchangeSession]]:
     cls = registry.exchanges[work.exchange]
-    symbols = sorted({symbol for c in work.connects for _, symbol in (c.subs or ())})
     adapter = cls(
         AdapterSettings(
             ws_url=work.connects[0].url,
             rest_url=cls.spec.rest_url,
-            symbols=tuple(symbols),
+            symbols=tuple(symbols_of(work)),
             channels=tuple(c for c in CHANNELS if c in cls.spec.channels),
             book_depth=20,
         )
     )
-    responses = [
-        HttpResponse(request=r, status=200, body=work.answer(r.url).body(), received_ns=1)
-        for r in adapter.instrument_requests()
-    ]
-    adapter.load_instruments(responses)
+    load_instruments(adapter, work)
     sessions = {}
     for c in work.connects:
         subs = tuple(Subscription(ch, sym) for ch, sym in c.subs or ())
@@ -143,190 +107,155 @@ def arbd_sessions(
     return adapter, sessions
 
 
-def time_arbd(
-    registry: PluginRegistry, work: Workload, frames: list[tuple[str, bytes, bool]]
-) -> tuple[float, int]:
-    """Seconds to receive ``frames`` (and answer snapshot requests); events made."""
-    _, sessions = arbd_sessions(registry, work)
+def receive(
+    session: ExchangeSession, work: Workload, payload: bytes, is_text: bool, out: list[Event]
+) -> None:
+    """One frame through its session, answering the REST requests it makes from the capture
+    (as the driver collects a session's effects after each frame)."""
+    session.receive(payload, is_text, 1, out)
+    if session.has_output:
+        for request in session.take_http_requests():
+            body = work.answer(request.url).body()
+            session.on_http(
+                HttpResponse(request=request, status=200, body=body, received_ns=1), out
+            )
+        session.take_frames()
+
+
+def feed(
+    sessions: dict[str, ExchangeSession], work: Workload, frames: Frames, sink: Sink | None
+) -> int:
+    """Every frame through its session, each frame's events handed to ``sink`` at once (as
+    cryptofeed hands each object to its callback); returns the events made."""
     out: list[Event] = []
     events = 0
-    gc.collect()
-    started = time.perf_counter()
     for conn, payload, is_text in frames:
-        session = sessions[conn]
-        session.receive(payload, is_text, 1, out)
-        if session.has_output:  # as the driver collects a session's effects
-            for request in session.take_http_requests():
-                body = work.answer(request.url).body()
-                session.on_http(
-                    HttpResponse(request=request, status=200, body=body, received_ns=1), out
-                )
-            session.take_frames()
-        if out:  # handed on at once, as cryptofeed hands each object to a no-op callback
+        receive(sessions[conn], work, payload, is_text, out)
+        if out:
+            if sink is not None:
+                sink(out)  # Hub.publish copies the batch
             events += len(out)
             out.clear()
+    return events
+
+
+def time_adapter(registry: PluginRegistry, work: Workload, frames: Frames, warm: Frames) -> float:
+    """Seconds for ``frames`` through fresh sessions, events dropped (``warm`` first, untimed)."""
+    _, sessions = arbd_sessions(registry, work)
+    feed(sessions, work, warm, None)
+    gc.collect()
+    started = time.perf_counter()
+    events = feed(sessions, work, frames, None)
     elapsed = time.perf_counter() - started
-    return elapsed, events
+    if not events:
+        raise RuntimeError(f"{work.exchange}: {len(frames)} frames made no events")
+    return elapsed
 
 
-# -- cryptofeed ---------------------------------------------------------------------------------
+class Pipeline:
+    """The full pipeline as a daemon running every recorded exchange sees it.
 
+    A run builds a fresh :class:`~arbd.daemon.Daemon` configured for every recorded exchange
+    (instruments loaded from the captures, no I/O started) and fresh sessions, then feeds it
+    the frames of all the captures merged: the fakes share one seeded market simulator and
+    step it once per round, so a frame's position in its capture says where the market was,
+    and merging by that position keeps the exchanges' prices together as live. Only the
+    measured exchange's chosen frames are timed, each from its ``receive`` to the end of its
+    ``Daemon.publish`` (two ``perf_counter`` calls per frame, ~0.1 µs, are included); the other
+    exchanges' frames keep every market of the quote groups moving, untimed.
+    """
 
-class CryptofeedShim:
-    """How to run one cryptofeed feed offline on recorded frames."""
-
-    exchange: str
-
-    def accepts(self, frame: dict[str, Any]) -> bool:
-        raise NotImplementedError
-
-    def kind(self, frame: dict[str, Any]) -> str:
-        """The arbd channel a frame accepted by :meth:`accepts` belongs to."""
-        raise NotImplementedError
-
-    @staticmethod
-    def build(feed_cls: Any, metadata: Any, channels: list[str], work: Workload) -> Any:
-        """A ``feed_cls`` for the capture's symbols, its symbol table loaded from the fake's
-        REST ``metadata`` (no network), with a no-op callback per channel."""
-        from cryptofeed.symbols import Symbols
-
-        syms, meta = feed_cls._parse_symbol_data(metadata)
-        Symbols.set(feed_cls.id, syms, meta)
-        symbols = {s.replace("/", "-") for c in work.connects for _, s in (c.subs or ())}
-        # The same work arbd does on every frame: every candle update normalized, not only
-        # closed bars (cryptofeed's default skips the others), and books checked for crossing.
-        # Checksums stay off: the OKX fake sends 0 as production does since June 2026 (arbd
-        # then skips the check; cryptofeed would compare against 0 and fail).
-        return feed_cls(
-            symbols=sorted(symbols),
-            channels=channels,
-            callbacks=dict.fromkeys(channels, _noop),
-            candle_closed_only=False,
-            cross_check=True,
+    def __init__(self, registry: PluginRegistry, works: dict[str, Workload]) -> None:
+        self.registry = registry
+        self.works = works
+        self.config = Config(
+            server=ServerConfig(enabled=False),
+            control=ControlConfig(enabled=False),
+            metrics=MetricsConfig(enabled=False),
+            exchanges={
+                ex: ExchangeConfig(symbols=symbols_of(work), book_depth=20)
+                for ex, work in works.items()
+            },
         )
 
-    def make_feed(self, work: Workload) -> Any:
-        raise NotImplementedError
+    def schedule(self, exchange: str, frames: Frames, untimed: Frames) -> Schedule:
+        """(timed, exchange, frame) of every capture merged by position: of ``exchange`` only
+        ``frames`` (timed) and ``untimed``, of the others every frame (untimed)."""
+        timed = {id(item) for item in frames}
+        chosen = timed | {id(item) for item in untimed}
+        merged: list[tuple[float, bool, str, Frame]] = []
+        for ex, work in self.works.items():
+            n = len(work.frames)
+            merged += [
+                (i / n, id(item) in timed, ex, item)
+                for i, item in enumerate(work.frames)
+                if ex != exchange or id(item) in chosen
+            ]
+        merged.sort(key=lambda m: m[0])
+        return [(timed, ex, item) for _, timed, ex, item in merged]
 
-
-async def _noop(*_args: Any, **_kwargs: Any) -> None:
-    return None
-
-
-class BinanceShim(CryptofeedShim):
-    """cryptofeed's Binance parses bookTicker, depthUpdate and kline (its trades are aggTrade,
-    arbd subscribes to trade: those frames are left out on both sides)."""
-
-    exchange = "binance"
-
-    def accepts(self, frame: dict[str, Any]) -> bool:
-        data = frame.get("data")
-        if not isinstance(data, dict):
-            return False
-        return data.get("e") in ("depthUpdate", "kline") or ("A" in data and "e" not in data)
-
-    def kind(self, frame: dict[str, Any]) -> str:
-        event = frame["data"].get("e")
-        return {"depthUpdate": "book", "kline": "candles"}.get(event, "price")
-
-    def make_feed(self, work: Workload) -> Any:
-        from cryptofeed.defines import CANDLES, L2_BOOK, TICKER
-        from cryptofeed.exchanges import Binance
-
-        info = json.loads(work.answer("/api/v3/exchangeInfo").body())
-        feed = self.build(Binance, info, [L2_BOOK, TICKER, CANDLES], work)
-        snapshots = [h for h in work.http if "/api/v3/depth" in h.url]
-
-        async def read(url: str, **_kwargs: Any) -> str:
-            symbol = url.split("symbol=")[1].split("&", maxsplit=1)[0]
-            found = next(h for h in snapshots if f"symbol={symbol}" in h.url)
-            return found.body().decode()
-
-        feed.http_conn.read = read
-        return feed
-
-
-class OkxShim(CryptofeedShim):
-    """cryptofeed's OKX parses books, trades and candles (its quote channel is ``tickers``,
-    arbd's is ``bbo-tbt``: those frames are left out on both sides)."""
-
-    exchange = "okx"
-
-    def accepts(self, frame: dict[str, Any]) -> bool:
-        arg = frame.get("arg")
-        if not isinstance(arg, dict) or "data" not in frame:
-            return False
-        return arg.get("channel") in ("books", "trades", "candle1m")
-
-    def kind(self, frame: dict[str, Any]) -> str:
-        return {"books": "book", "candle1m": "candles"}.get(frame["arg"]["channel"], "trades")
-
-    def make_feed(self, work: Workload) -> Any:
-        from cryptofeed.defines import CANDLES, L2_BOOK, TRADES
-        from cryptofeed.exchanges import OKX
-
-        answer = json.loads(work.answer("/api/v5/public/instruments?instType=SPOT").body())
-        return self.build(OKX, [answer], [L2_BOOK, TRADES, CANDLES], work)
-
-
-class BybitShim(CryptofeedShim):
-    """cryptofeed's Bybit (v5 spot) parses orderbook.N, publicTrade and kline; it has no
-    quote channel for spot and would read arbd's ``orderbook.1`` quote source as a second
-    book, so those frames are left out on both sides."""
-
-    exchange = "bybit"
-    address = "wss://stream.bybit.com/v5/public/spot"
-
-    def accepts(self, frame: dict[str, Any]) -> bool:
-        topic = frame.get("topic")
-        if not isinstance(topic, str) or "data" not in frame:
-            return False
-        return topic.startswith(("orderbook.50.", "orderbook.200.", "publicTrade.", "kline."))
-
-    def kind(self, frame: dict[str, Any]) -> str:
-        topic = frame["topic"]
-        return (
-            "book" if topic.startswith("orderbook") else "trades" if "Trade" in topic else "candles"
-        )
-
-    def make_feed(self, work: Workload) -> Any:
-        from cryptofeed.defines import CANDLES, L2_BOOK, TRADES
-        from cryptofeed.exchanges import Bybit
-
-        answer = json.loads(work.answer("/v5/market/instruments-info?category=spot").body())
-        return self.build(Bybit, [answer], [L2_BOOK, TRADES, CANDLES], work)
-
-
-SHIMS: dict[str, CryptofeedShim] = {s.exchange: s for s in (BinanceShim(), OkxShim(), BybitShim())}
-
-
-def time_cryptofeed(
-    shim: CryptofeedShim, work: Workload, frames: list[tuple[str, bytes, bool]]
-) -> float:
-    feed = shim.make_feed(work)
-    texts = [payload.decode() for _, payload, _ in frames]
-
-    class Conn:
-        uuid = "bench"
-        address = getattr(shim, "address", "")
-
-    conn = Conn()
-
-    async def run() -> float:
-        handler = feed.message_handler
+    def time(self, schedule: Schedule, per_publish: int = 1) -> float:
+        """Seconds spent on the timed frames of ``schedule``, in a fresh daemon. Their events
+        are published every ``per_publish`` timed frames (the live driver publishes once per
+        socket read, which holds many frames when they come fast); the others' at once."""
+        daemon = Daemon(self.config, self.registry)
+        sessions = {}
+        for ex, adapter in daemon.adapters.items():
+            load_instruments(adapter, self.works[ex])
+            sessions[ex] = arbd_sessions(self.registry, self.works[ex])[1]
+        publish = daemon.publish
+        clock = time.perf_counter
+        other: list[Event] = []
+        out: list[Event] = []
+        spent = 0.0
+        events = frames = 0
         gc.collect()
-        started = time.perf_counter()
-        for text in texts:
-            await handler(text, conn, 1.0)
-        return time.perf_counter() - started
+        for timed, ex, (conn, payload, is_text) in schedule:
+            work = self.works[ex]
+            if not timed:
+                receive(sessions[ex][conn], work, payload, is_text, other)
+                if other:
+                    publish(other)
+                    other.clear()
+                continue
+            started = clock()
+            receive(sessions[ex][conn], work, payload, is_text, out)
+            frames += 1
+            if out and frames % per_publish == 0:
+                publish(out)
+                events += len(out)
+                out.clear()
+            spent += clock() - started
+        started = clock()
+        if out:
+            publish(out)
+            events += len(out)
+        spent += clock() - started
+        if not events:
+            raise RuntimeError("the timed frames made no events")
+        return spent
 
-    return asyncio.run(run())
+
+def quote_frames(registry: PluginRegistry, work: Workload) -> tuple[Frames, Frames]:
+    """(frames that make only ``price`` events, frames that make none: acks, heartbeats),
+    from one pass over the capture."""
+    _, sessions = arbd_sessions(registry, work)
+    quotes: Frames = []
+    quiet: Frames = []
+    for item in work.frames:
+        made: list[Event] = []
+        feed(sessions, work, [item], made.extend)
+        if not made:
+            quiet.append(item)
+        elif all(isinstance(e, Quote) for e in made):
+            quotes.append(item)
+    return quotes, quiet
 
 
 # -- main ---------------------------------------------------------------------------------------
 
 
-def subset(work: Workload, keep: Callable[[dict[str, Any]], bool]) -> list[tuple[str, bytes, bool]]:
+def subset(work: Workload, keep: Callable[[dict[str, Any]], bool]) -> Frames:
     chosen = []
     for item in work.frames:
         try:
@@ -338,62 +267,151 @@ def subset(work: Workload, keep: Callable[[dict[str, Any]], bool]) -> list[tuple
     return chosen
 
 
+def measure(
+    registry: PluginRegistry,
+    pipeline: Pipeline,
+    work: Workload,
+    frames: Frames,
+    runs: int,
+    cryptofeed: bool,
+    warm: Frames | None = None,
+    per_publish: int = 1,
+) -> tuple[float, float, float | None]:
+    """Median frames/s: (arbd adapter only, arbd full pipeline, cryptofeed or None); the
+    runs interleaved, so that a burst of load on a shared machine hits all three. ``warm``:
+    frames of the exchange that make no events (acks), untimed before the adapter-only run
+    and untimed in the full pipeline's schedule."""
+    alone, full, theirs = [], [], []
+    shim = SHIMS.get(work.exchange)
+    schedule = pipeline.schedule(work.exchange, frames, warm or [])
+    for _ in range(runs):
+        alone.append(time_adapter(registry, work, frames, warm or []))
+        full.append(pipeline.time(schedule, per_publish))
+        if cryptofeed and shim is not None:
+            theirs.append(time_cryptofeed(shim, work, frames))
+    n = len(frames)
+    return (
+        n / statistics.median(alone),
+        n / statistics.median(full),
+        n / statistics.median(theirs) if theirs else None,
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
         "--exchanges", nargs="*", default=["binance", "coinbase", "kraken", "bybit", "okx"]
     )
+    parser.add_argument(
+        "--per-publish",
+        type=int,
+        default=1,
+        help="full pipeline: publish the measured exchange's events every N frames (1: each "
+        "frame's at once, as at low rates; more: as one socket read carrying N frames)",
+    )
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
     registry = load_plugins()
     try:
-        import cryptofeed  # noqa: F401
-
+        cryptofeed_version = metadata.version("cryptofeed")
         have_cryptofeed = True
-    except ImportError:
+    except metadata.PackageNotFoundError:
         have_cryptofeed = False
+        cryptofeed_version = ""
         print("cryptofeed is not installed (pip install -e '.[bench]'): arbd rows only")
-    print(
-        f"{'exchange':<10} {'frames':>7} {'arbd f/s':>10} | "
-        f"{'frames':>8} {'n':>6} {'arbd f/s':>10} {'cryptofeed f/s':>15} {'ratio':>6}"
-    )
+    works: dict[str, Workload] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for exchange in args.exchanges:
             path = Path(tmp) / f"{exchange}.capture.jsonl"
             trio.run(record, registry, exchange, args.rounds, path)
-            work = load(path)
-            all_frames = work.frames
-            full = statistics.median(
-                time_arbd(registry, work, all_frames)[0] for _ in range(args.runs)
-            )
-            row = f"{exchange:<10} {len(all_frames):>7} {len(all_frames) / full:>10,.0f} |"
-            shim = SHIMS.get(exchange)
-            rows = []
-            if shim is not None and have_cryptofeed:
-                frames = subset(work, shim.accepts)
-                groups = [("all", frames)] + [
-                    (kind, [f for f in frames if shim.kind(json.loads(f[1])) == kind])
-                    for kind in ("price", "trades", "book", "candles")
+            works[exchange] = load(path)
+    pipeline = Pipeline(registry, works)
+    rows: list[list[Any]] = []
+    ratios: list[tuple[str, float | None]] = []
+
+    def add(
+        exchange: str, name: str, frames: Frames, cf: bool, warm: Frames | None = None
+    ) -> list[Any] | None:
+        if not frames:
+            return None
+        alone, full, theirs = measure(
+            registry, pipeline, works[exchange], frames, args.runs, cf, warm, args.per_publish
+        )
+        ratio = full / theirs if theirs else None
+        rows.append([exchange, name, len(frames), alone, full, theirs, ratio])
+        print(f"{exchange:<9} {name:<28} {len(frames):>6} {alone:>10,.0f} {full:>10,.0f}", end="")
+        print(f" {theirs:>10,.0f} {ratio:5.1f}x" if theirs and ratio else "", flush=True)
+        return rows[-1]
+
+    for exchange, work in works.items():
+        add(exchange, "all recorded frames", work.frames, False)
+        shim = SHIMS.get(exchange)
+        if shim is not None and have_cryptofeed:
+            frames = subset(work, shim.accepts)
+            row = add(exchange, "cryptofeed's frames", frames, True)
+            ratios.append((exchange, row[-1] if row else None))
+            for kind in ("price", "trades", "book", "candles"):
+                chosen = [f for f in frames if shim.kind(json.loads(f[1])) == kind]
+                add(exchange, f"  {kind}", chosen, True)
+        quotes, quiet = quote_frames(registry, work)
+        if len(quotes) >= MIN_QUOTES:  # Coinbase's ticker frames mostly carry a trade too
+            add(exchange, "quotes only", quotes, False, quiet)
+    best_quotes = max((r for r in rows if r[1] == "quotes only"), key=lambda r: r[4], default=None)
+    command = "python benchmarks/adapters.py " + " ".join(sys.argv[1:])
+    per_exchange = table(
+        "Frames/s per exchange, one core: arbd (adapter only / full pipeline) and cryptofeed "
+        + (cryptofeed_version if have_cryptofeed else "(not installed)"),
+        [
+            ("exchange", ""),
+            ("frames", ""),
+            ("n", ",d"),
+            ("arbd adapter only f/s", ",.0f"),
+            ("arbd full pipeline f/s", ",.0f"),
+            ("cryptofeed f/s", ",.0f"),
+            ("arbd (full) x faster", ".1f"),
+        ],
+        rows,
+        key=2,
+    )
+    targets = table(
+        "Against the targets",
+        [("target", ""), ("result", "")],
+        [
+            [
+                f"≥ 5x cryptofeed ({ex}, its frames, full pipeline)",
+                f"{ratio:.1f}x" if ratio else "no cryptofeed",
+            ]
+            for ex, ratio in ratios
+        ]
+        + (
+            [
+                [
+                    "≥ 250k quote frames/s (full pipeline)",
+                    f"{best_quotes[4]:,.0f} f/s ({best_quotes[0]} quotes only)",
                 ]
-                for kind, chosen in groups:
-                    if not chosen:
-                        continue
-                    # Interleaved, so that a burst of load on this shared machine hits both.
-                    ours_runs, theirs_runs = [], []
-                    for _ in range(args.runs):
-                        ours_runs.append(time_arbd(registry, work, chosen)[0])
-                        theirs_runs.append(time_cryptofeed(shim, work, chosen))
-                    ours = statistics.median(ours_runs)
-                    theirs = statistics.median(theirs_runs)
-                    n = len(chosen)
-                    cells = f" {kind:>8} {n:>6} {n / ours:>10,.0f} {n / theirs:>15,.0f}"
-                    rows.append(f"{cells} {theirs / ours:>5.1f}x")
-            row += rows[0] if rows else ""
-            for extra in rows[1:]:
-                row += "\n" + " " * 30 + "|" + extra
-            print(row, flush=True)
-    sys.exit(0)
+            ]
+            if best_quotes
+            else []
+        ),
+    )
+    notes = [
+        f"{args.rounds} rounds of the fakes' market data per exchange, median of {args.runs} "
+        "interleaved runs; receive times fixed, so no opportunity goes stale mid-run.",
+        "full pipeline: adapter + book + Daemon.publish (hub state, the arbitrage engine as "
+        "processor over five exchanges' markets), "
+        + (
+            "each frame's events published at once; "
+            if args.per_publish == 1
+            else f"the measured exchange's events published every {args.per_publish} frames; "
+        )
+        + "no local client connected.",
+    ]
+    title = "Ingest per exchange, and cryptofeed"
+    emit(report("adapters", title, command, [per_exchange, targets], notes), args.json)
 
 
 if __name__ == "__main__":

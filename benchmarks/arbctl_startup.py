@@ -1,17 +1,19 @@
-"""``arbctl`` start-up: wall time of ``arbctl status`` against a running control server.
+"""CLI start-up: wall time of ``arbctl status`` against a running control server, and of
+``arbd --help``.
 
 A real control server (``arbd.control.server``, in a thread, with a fake daemon of five
 exchanges) listens on a temporary socket; each command runs ``--runs`` times as a fresh
 subprocess and the wall time from spawn to exit is measured. The target is ``arbctl status``
-<= 150 ms. ``python -c pass`` is the calibration row: the interpreter's own start on this
-machine, which no CLI can beat.
+<= 150 ms. ``arbd --help`` is the daemon's command group, which imports its subcommands.
+``python -c pass`` is the calibration row: the interpreter's own start on this machine, which no
+CLI can beat.
 
 Bytecode: an installed package has its ``.pyc`` files; a source checkout run with
 ``PYTHONDONTWRITEBYTECODE=1`` compiles every arbd module on every run. The ``cached`` mode
 (default) lets Python cache bytecode under a temporary ``PYTHONPYCACHEPREFIX`` after one warm-up
 run; ``--no-cache`` measures the compile-every-time case too.
 
-Run:  python benchmarks/arbctl_startup.py [--runs 30] [--no-cache] [--importtime]
+Run:  python benchmarks/arbctl_startup.py [--runs 30] [--no-cache] [--importtime] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pathlib import Path
 
 from arbd.testing.control import ControlServerThread, FakeControlTarget
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _results import emit, report, table
+
 MARKETS = {
     "binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "bybit": ["BTC/USDT", "ETH/USDT"],
@@ -42,6 +47,13 @@ def arbctl_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from arbd.cli.arbctl import main; main()"]
+
+
+def arbd_command() -> list[str]:
+    script = Path(sys.executable).with_name("arbd")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "arbd"]
 
 
 def environment(cache_dir: str | None) -> dict[str, str]:
@@ -65,10 +77,12 @@ def wall_times(command: list[str], env: dict[str, str], runs: int) -> list[float
     return times
 
 
-def import_profile(env: dict[str, str], top: int = 8) -> list[tuple[str, int]]:
-    """The largest cumulative import times (µs) of ``import arbd.cli.arbctl``."""
+def import_profile(
+    env: dict[str, str], module: str = "arbd.cli.arbctl", top: int = 8
+) -> list[tuple[str, int]]:
+    """The largest cumulative import times (µs) of ``import <module>``."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import arbd.cli.arbctl"],
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         env=env,
         capture_output=True,
         text=True,
@@ -89,12 +103,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-cache", action="store_true", help="also measure without bytecode")
     parser.add_argument("--importtime", action="store_true", help="show the largest imports")
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
 
     socket_dir = tempfile.mkdtemp(prefix="arbctl-bench-")
     cache_dir = tempfile.mkdtemp(prefix="arbctl-pyc-")
     path = os.path.join(socket_dir, "control.sock")
     arbctl = arbctl_command()
+    rows: list[list[object]] = []
     modes: list[tuple[str, str | None]] = [("cached", cache_dir)]
     if args.no_cache:
         modes.append(("no cache", None))
@@ -105,6 +121,7 @@ def main() -> None:
                 "arbctl --help": [*arbctl, "--help"],
                 "arbctl status": [*arbctl, "--socket", path, "status"],
                 "arbctl status --json": [*arbctl, "--socket", path, "status", "--json"],
+                "arbd --help": [*arbd_command(), "--help"],
             }
             print(f"{args.runs} runs each; wall time from spawn to exit, ms")
             print(f"{'command':<30} {'bytecode':<9} {'median':>7} {'p90':>7} {'min':>7}")
@@ -113,17 +130,28 @@ def main() -> None:
                 for name, command in commands.items():
                     times = sorted(wall_times(command, env, args.runs))
                     p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
-                    print(
-                        f"{name:<30} {mode:<9} {statistics.median(times):7.1f} "
-                        f"{p90:7.1f} {times[0]:7.1f}"
-                    )
+                    median = statistics.median(times)
+                    print(f"{name:<30} {mode:<9} {median:7.1f} {p90:7.1f} {times[0]:7.1f}")
+                    rows.append([f"`{name}`", mode, median, p90, times[0]])
             if args.importtime:
-                print("\nlargest imports of arbd.cli.arbctl (cumulative ms, bytecode cached):")
-                for name, micros in import_profile(environment(cache_dir)):
-                    print(f"  {name:<40} {micros / 1000:6.1f}")
+                for module in ("arbd.cli.arbctl", "arbd.cli.main"):
+                    print(f"\nlargest imports of {module} (cumulative ms, bytecode cached):")
+                    for name, micros in import_profile(environment(cache_dir), module):
+                        print(f"  {name:<40} {micros / 1000:6.1f}")
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
         shutil.rmtree(cache_dir, ignore_errors=True)
+    if args.json:
+        command = "python benchmarks/arbctl_startup.py " + " ".join(sys.argv[1:])
+        columns = [("command", ""), ("bytecode", ""), ("median ms", ".1f"), ("p90 ms", ".1f")]
+        result = table(
+            f"Wall time from spawn to exit, {args.runs} runs each",
+            [*columns, ("min ms", ".1f")],
+            rows,
+            key=2,
+        )
+        notes = ["targets: `arbctl status` ≤ 150 ms; `python -c pass` is the interpreter alone"]
+        emit(report("cli", "CLI start-up", command, [result], notes), args.json)
 
 
 if __name__ == "__main__":

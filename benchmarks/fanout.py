@@ -45,6 +45,7 @@ from arbd.server.ws import serve_websocket
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _fanout_client import client_main, raise_nofile
+from _results import emit, report, table
 
 SYMBOLS = [f"S{i:03d}/USDT" for i in range(100)]
 
@@ -124,7 +125,7 @@ async def publish_closed_loop(hub: Hub, batch: int, stop: trio.Event) -> int:
 
 async def run_throughput(
     args: argparse.Namespace, cpus: tuple[int | None, int | None]
-) -> list[str]:
+) -> list[list[Any]]:
     rows = []
     config = ServerConfig(
         port=0, max_clients=args.subscribers + 10, buffer=100_000, slow_policy="drop_oldest"
@@ -143,8 +144,12 @@ async def run_throughput(
             clients.close()
             rate = total / FRAME_SIZE / elapsed
             rows.append(
-                f"| arbd (Sans-I/O, frame once), batches of {batch} | {args.subscribers:,} "
-                f"| {rate:,.0f} | {total / elapsed / 1e6:,.0f} |"
+                [
+                    f"arbd, publishes of {batch} events",
+                    args.subscribers,
+                    rate,
+                    total / elapsed / 1e6,
+                ]
             )
 
         await with_server(config, body, cpus[0])
@@ -152,7 +157,9 @@ async def run_throughput(
     return rows
 
 
-async def run_websockets_trio(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> str:
+async def run_websockets_trio(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[Any]:
     """The same fan-out through websockets.trio: one HubSubscriber per client drained by its
     handler, ``await ws.send(message, text=True)`` per message."""
     from websockets.trio.server import serve
@@ -160,7 +167,7 @@ async def run_websockets_trio(args: argparse.Namespace, cpus: tuple[int | None, 
     if cpus[0] is not None:
         os.sched_setaffinity(0, {cpus[0]})
     hub = Hub()
-    result = ""
+    result: list[Any] = []
     batch = args.batches[-1]
 
     async def handler(ws: Any) -> None:
@@ -200,18 +207,22 @@ async def run_websockets_trio(args: argparse.Namespace, cpus: tuple[int | None, 
             stop.set()
         clients.close()
         rate = total / FRAME_SIZE / elapsed
-        result = (
-            f"| websockets.trio, `await ws.send()` per message, batches of {batch} "
-            f"| {args.subscribers:,} | {rate:,.0f} | {total / elapsed / 1e6:,.0f} |"
-        )
+        result = [
+            f"websockets.trio, `await ws.send()` per message and client, publishes of {batch}",
+            args.subscribers,
+            rate,
+            total / elapsed / 1e6,
+        ]
         nursery.cancel_scope.cancel()
     return result
 
 
-async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[str]:
+async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[Any]:
+    """[wanted, held, open-files limit, s to open all, RSS before/after MB, KB per connection,
+    ms until the last of 1 event to all was read, the same for 100 events]."""
     limit = raise_nofile()
     config = ServerConfig(port=0, max_clients=args.idle + 10, buffer=1000)
-    rows: list[str] = []
+    row: list[Any] = []
 
     async def body(hub: Hub, server: Any) -> None:
         before = rss_mb()
@@ -221,13 +232,10 @@ async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]
         took = time.perf_counter() - started
         after = rss_mb()
         held = len(server.clients)
-        rows.append(f"| connections opened and held | {held:,} of {args.idle:,} {error} |")
-        rows.append(f"| open-files limit (soft = hard) | {limit:,} |")
-        rows.append(f"| time to connect, handshake, hello, subscribe all | {took:.1f} s |")
+        if error:
+            print(f"idle: {held:,} of {args.idle:,} held: {error}", file=sys.stderr)
         per = (after - before) * 1024 / max(1, held)
-        rows.append(
-            f"| server RSS | {before:.0f} MB → {after:.0f} MB ({per:.1f} KB per connection) |"
-        )
+        row.extend([args.idle, held, limit, took, before, after, per])
         for count in (1, 100):
             expected = count * held * FRAME_SIZE
             clients.pipe.send(("count", 60.0, 1.0))
@@ -235,26 +243,26 @@ async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]
             published = time.time()
             hub.publish([quote(i, time.time_ns()) for i in range(count)])
             total, _, _, last = await clients.call()
-            ok = "all delivered" if total == expected else f"{total}/{expected} bytes"
-            rows.append(
-                f"| {count} event(s) to every connection | {count * held:,} messages, the last "
-                f"{(last - published) * 1000:.0f} ms after the publish ({ok}) |"
-            )
+            if total != expected:
+                print(f"idle: {count} event(s): {total}/{expected} bytes", file=sys.stderr)
+            row.append((last - published) * 1000 if total == expected else None)
         clients.close()
 
     await with_server(config, body, cpus[0])
-    return rows
+    return row
 
 
-async def run_latency(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> list[str]:
+async def run_latency(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[list[Any]]:
     return [await _latency(args, cpus, n) for n in args.latency_subscribers]
 
 
 async def _latency(
     args: argparse.Namespace, cpus: tuple[int | None, int | None], subscribers: int
-) -> str:
+) -> list[Any]:
     config = ServerConfig(port=0, buffer=100_000, slow_policy="drop_oldest")
-    rows: list[str] = []
+    rows: list[list[Any]] = []
 
     async def body(hub: Hub, server: Any) -> None:
         clients = Clients(server.port, subscribers, {}, cpus[1])
@@ -288,16 +296,23 @@ async def _latency(
         per_pass = flusher.busy / max(1, flusher.passes) * 1e6
         per_write = flusher.busy / max(1, flusher.flushes) * 1e6
         rows.append(
-            f"| {args.rate:,} events/s to {subscribers} subscribers "
-            f"({rate:,.0f} msgs/s delivered) | {p50:,.0f} µs | {p99:,.0f} µs | {us[-1]:,.0f} µs "
-            f"| {len(us):,} | {per_pass:,.0f} µs, {per_write:.1f} µs per client |"
+            [
+                f"{args.rate:,} events/s to {subscribers} subscribers",
+                rate,
+                p50,
+                p99,
+                us[-1],
+                len(us),
+                per_pass,
+                per_write,
+            ]
         )
 
     await with_server(config, body, cpus[0])
     return rows[0]
 
 
-def run_framing() -> list[str]:
+def run_framing() -> list[list[Any]]:
     payload = msgspec.json.encode(quote(0, time.time_ns()))
     n = 200_000
     ours = timeit.timeit(lambda: text_frame(payload), number=n) / n * 1e9
@@ -308,9 +323,9 @@ def run_framing() -> list[str]:
         / n
         * 1e9
     )
-    rows = [
-        f"| `text_frame` ({len(payload)}-byte payload) | {ours:.0f} ns |",
-        f"| websockets `Frame(...).serialize()` | {library:.0f} ns |",
+    rows: list[list[Any]] = [
+        [f"`text_frame` ({len(payload)}-byte payload)", ours],
+        ["websockets `Frame(...).serialize()`", library],
     ]
     for policy in ("drop_oldest", "conflate"):
         hub = Hub()
@@ -327,8 +342,11 @@ def run_framing() -> list[str]:
                     b"".join(sub.drain())  # type: ignore[arg-type]
             per = (time.perf_counter() - started) / (rounds * batch * len(subs)) * 1e9
             rows.append(
-                f"| hub publish + drain + join, 1,000 `{policy}` subscribers, batches of {batch} "
-                f"| {per:.0f} ns per delivery |"
+                [
+                    f"hub publish + drain + join per delivery, 1,000 `{policy}` subscribers, "
+                    f"batches of {batch}",
+                    per,
+                ]
             )
     return rows
 
@@ -349,6 +367,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batches", default="10,100", help="events per publish (throughput)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/clients to cores")
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
     args.latency_subscribers = [int(n) for n in str(args.latency_subscribers).split(",")]
@@ -359,25 +378,67 @@ def main() -> None:
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     cpus: tuple[int | None, int | None] = (0, 1) if pin else (None, None)
     print(f"frame size {FRAME_SIZE} bytes; server on cpu {cpus[0]}, clients on cpu {cpus[1]}")
+    tables = []
     if "throughput" in only:
-        print("\n| server | subscribers | msgs/s delivered | MB/s |\n|---|---:|---:|---:|")
-        for row in trio.run(run_throughput, args, cpus):
-            print(row)
-    if "idle" in only:
-        print("\n| idle connections | |\n|---|---|")
-        for row in trio.run(run_idle, args, cpus):
-            print(row)
-    if "latency" in only:
-        print(
-            "\n| latency, publish to subscriber read | p50 | p99 | max | samples | flusher pass |"
+        rows = trio.run(run_throughput, args, cpus)
+        tables.append(
+            table(
+                f"Throughput: price events ({FRAME_SIZE} bytes framed) to subscribers that "
+                "want everything",
+                [
+                    ("server", ""),
+                    ("subscribers", ",d"),
+                    ("msgs/s delivered", ",.0f"),
+                    ("MB/s", ",.0f"),
+                ],
+                rows,
+            )
         )
-        print("|---|---:|---:|---:|---:|---|")
-        for row in trio.run(run_latency, args, cpus):
-            print(row)
+    if "idle" in only:
+        row = trio.run(run_idle, args, cpus)
+        tables.append(
+            table(
+                "Idle connections (each connected, greeted, subscribed to `price`)",
+                [
+                    ("wanted", ",d"),
+                    ("held", ",d"),
+                    ("open-files limit", ",d"),
+                    ("s to open all", ".1f"),
+                    ("server RSS before MB", ",.0f"),
+                    ("after MB", ",.0f"),
+                    ("KB per connection", ".1f"),
+                    ("1 event to all: last read after ms", ",.0f"),
+                    ("100 events to all: ms", ",.0f"),
+                ],
+                [row],
+            )
+        )
+    if "latency" in only:
+        rows = trio.run(run_latency, args, cpus)
+        tables.append(
+            table(
+                "Latency, publish to subscriber read",
+                [
+                    ("load", ""),
+                    ("msgs/s delivered", ",.0f"),
+                    ("p50 µs", ",.0f"),
+                    ("p99 µs", ",.0f"),
+                    ("max µs", ",.0f"),
+                    ("samples", ",d"),
+                    ("flusher pass µs", ",.0f"),
+                    ("µs per client write", ".1f"),
+                ],
+                rows,
+            )
+        )
     if "framing" in only:
-        print("\n| per-message cost | |\n|---|---:|")
-        for row in run_framing():
-            print(row)
+        tables.append(table("Cost per message", [("step", ""), ("ns", ",.0f")], run_framing()))
+    command = "python benchmarks/fanout.py " + " ".join(sys.argv[1:])
+    notes = [
+        f"server (real serve_websocket and Hub) on cpu {cpus[0]}, clients in another process "
+        f"on cpu {cpus[1]}, read with epoll and recv_into"
+    ]
+    emit(report("fanout", "Fan-out and capacity", command, tables, notes), args.json)
 
 
 if __name__ == "__main__":

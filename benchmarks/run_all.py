@@ -1,0 +1,274 @@
+"""Run every benchmark and write the results into docs/benchmarks.md.
+
+    python benchmarks/run_all.py            # the full suite: about 30 minutes
+    python benchmarks/run_all.py --quick    # smaller sizes: about 5 minutes
+    python benchmarks/run_all.py --only end_to_end,cli --no-doc
+
+Each benchmark runs as its own process (``python benchmarks/<script> <args> --json <tmp>``),
+``repeat`` times when it does not take medians itself; the runs' reports are merged into
+medians (``_results.merge``). The generated "Results" section (machine, versions, the exact
+command of every benchmark, its tables) replaces what is between the results markers of
+``docs/benchmarks.md``; the hand-written sections after it are left alone. A benchmark that
+fails is reported as failed in the section (and the runner exits 1); the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _results import Report, merge, render_report, replace_section
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    script: str
+    """A file in benchmarks/ (or an absolute path)."""
+    full: Sequence[str] = ()
+    quick: Sequence[str] = ()
+    repeat: int = 1
+    """Runs of the whole command (for benchmarks that take no medians themselves)."""
+    quick_repeat: int = 1
+    minutes: float = 5.0
+    """Expected duration of one full run (the timeout is four times it)."""
+    quick_minutes: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def args(self, quick: bool) -> list[str]:
+        return list(self.quick if quick else self.full)
+
+    def runs(self, quick: bool) -> int:
+        return self.quick_repeat if quick else self.repeat
+
+
+BENCHMARKS: tuple[Bench, ...] = (
+    Bench(
+        "adapters",
+        "adapters.py",
+        full=["--rounds", "2000", "--runs", "5"],
+        quick=["--rounds", "300", "--runs", "3"],
+        minutes=6,
+        quick_minutes=1,
+    ),
+    Bench(
+        "end_to_end",
+        "end_to_end.py",
+        full=["--seconds", "5", "--runs", "3"],
+        quick=["--quick"],
+        minutes=6,
+        quick_minutes=1,
+    ),
+    Bench(
+        "fanout",
+        "fanout.py",
+        full=["--seconds", "3"],
+        quick=["--quick"],
+        repeat=3,
+        minutes=3,
+        quick_minutes=0.5,
+    ),
+    Bench(
+        "memory",
+        "memory.py",
+        full=["--symbols", "200", "--minutes", "5"],
+        quick=["--symbols", "50", "--minutes", "0.5"],
+        minutes=9,
+        quick_minutes=1.5,
+    ),
+    Bench("cli", "arbctl_startup.py", full=["--runs", "30"], quick=["--runs", "5"], minutes=0.5),
+)
+
+
+# -- where and with what ------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_revision() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    return revision + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, str]:
+    load = os.getloadavg()
+    return {
+        "cpu": cpu_model(),
+        "cores": f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable)",
+        "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "load": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        "python": platform.python_version(),
+        "arbd": f"{version('arbd')} (git {git_revision()})",
+        "trio": version("trio"),
+        "websockets": version("websockets"),
+        "msgspec": version("msgspec"),
+        "cryptofeed": version("cryptofeed"),
+    }
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    bench: Bench
+    command: str
+    reports: list[Report] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+
+def run_bench(bench: Bench, quick: bool, python: str, runs: int | None = None) -> Outcome:
+    script = Path(bench.script) if os.path.isabs(bench.script) else HERE / bench.script
+    args = bench.args(quick)
+    shown = shlex.join(["python", f"benchmarks/{script.name}", *args])
+    outcome = Outcome(bench, shown)
+    timeout = 60 * 4 * (bench.quick_minutes if quick else bench.minutes)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(runs if runs is not None else bench.runs(quick)):
+            path = Path(tmp) / f"{bench.name}-{n}.json"
+            env = {**os.environ, **bench.env}
+            print(f"== {shown}  (run {n + 1})", file=sys.stderr, flush=True)
+            try:
+                done = subprocess.run(
+                    [python, str(script), *args, "--json", str(path)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,  # the report; progress (stderr) shows as it comes
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                outcome.error = f"timed out after {timeout / 60:.0f} min"
+                break
+            if done.returncode != 0 or not path.exists():
+                outcome.error = f"exit code {done.returncode} (its error output is above)"
+                break
+            outcome.reports.append(json.loads(path.read_text()))
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def render(outcomes: Sequence[Outcome], env: dict[str, str], command: str, seconds: float) -> str:
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "## Results",
+        "",
+        f"Generated by `{command}` on {when} in {seconds / 60:.1f} minutes.",
+        "",
+        f"- Machine: {env['cpu']}, {env['cores']} cores, {env['kernel']}; "
+        f"load average at the start {env['load']}",
+        f"- Versions: Python {env['python']}, arbd {env['arbd']}, trio {env['trio']}, "
+        f"websockets {env['websockets']}, msgspec {env['msgspec']}, "
+        f"cryptofeed {env['cryptofeed']}",
+        "",
+    ]
+    for outcome in outcomes:
+        if outcome.reports:
+            merged = {**merge(outcome.reports), "command": outcome.command}
+            lines.append(render_report(merged, len(outcome.reports)))
+        if outcome.error:
+            lines += [f"### {outcome.bench.name}: failed", "", f"    {outcome.command}", ""]
+            lines += [f"{outcome.error}", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run(
+    benchmarks: Sequence[Bench],
+    *,
+    quick: bool,
+    doc: Path | None,
+    python: str,
+    command: str,
+    runs: int | None = None,
+) -> tuple[str, bool]:
+    """Run ``benchmarks``; returns (the results section, whether all succeeded) and writes the
+    section into ``doc`` when given."""
+    env = environment()
+    started = time.perf_counter()
+    outcomes = [run_bench(b, quick, python, runs) for b in benchmarks]
+    section = render(outcomes, env, command, time.perf_counter() - started)
+    if doc is not None:
+        doc.write_text(replace_section(doc.read_text(), section))
+    return section, all(not o.error for o in outcomes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 5 minutes)")
+    parser.add_argument(
+        "--only", help="comma-separated names: " + ",".join(b.name for b in BENCHMARKS)
+    )
+    parser.add_argument(
+        "--runs", type=int, help="runs of every benchmark command (default: per benchmark)"
+    )
+    parser.add_argument("--doc", default=str(DOC), help="the Markdown file to update")
+    parser.add_argument("--no-doc", action="store_true", help="print the section only")
+    args = parser.parse_args(argv)
+    chosen = list(BENCHMARKS)
+    if args.only:
+        names = {n.strip() for n in args.only.split(",") if n.strip()}
+        unknown = names - {b.name for b in BENCHMARKS}
+        if unknown:
+            parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+        chosen = [b for b in BENCHMARKS if b.name in names]
+    command = shlex.join(
+        ["python", "benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    section, ok = run(
+        chosen,
+        quick=args.quick,
+        doc=None if args.no_doc else Path(args.doc),
+        python=sys.executable,
+        command=command,
+        runs=args.runs,
+    )
+    print(section)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
