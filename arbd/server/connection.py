@@ -68,21 +68,6 @@ class Flusher:
         """Client flushes done, over all passes."""
         self.busy = 0.0
         """Seconds spent in passes (what one client write costs: busy / flushes)."""
-        self._joined_parts: list[bytes] = []
-        self._joined = b""
-
-    def join(self, parts: list[bytes]) -> bytes:
-        """``b"".join(parts)``, shared by clients whose pending frames are the same objects.
-
-        Subscribers with the same filter hold the very same frame bytes (the hub frames each
-        event once), so in one pass every client after the first usually has a list equal to
-        the one just joined: comparing the lists (identity per item, in C) is far cheaper than
-        copying every byte again, which was a third of a client's flush at high rates."""
-        if parts == self._joined_parts:
-            return self._joined
-        data = b"".join(parts)
-        self._joined_parts, self._joined = parts, data
-        return data
 
     def schedule(self, client: ClientConnection) -> None:
         self._pending.append(client)
@@ -112,7 +97,6 @@ class Flusher:
                     await trio.lowlevel.checkpoint()
                     started = time.perf_counter()
             self.busy += time.perf_counter() - started
-            self._joined_parts, self._joined = [], b""  # hold no frames between passes
 
 
 class ClientConnection:
@@ -177,7 +161,7 @@ class ClientConnection:
         self._queued = False
         if self._unsent or self._stopped or self.output.close_request is not None:
             return
-        data = self.flusher.join(self.output.take(trio.current_time()))
+        data = self.output.take(trio.current_time())
         if data:
             self._write(memoryview(data))
         if self.output.close_request is not None or self._unsent:
@@ -295,7 +279,7 @@ class ClientConnection:
                 self._write(self._unsent)
                 if not self._unsent and self.output.close_request is None:
                     # Caught up with the old bytes; what arrived meanwhile goes out now.
-                    data = b"".join(self.output.take(trio.current_time()))
+                    data = self.output.take(trio.current_time())
                     if data:
                         self._write(memoryview(data))
 

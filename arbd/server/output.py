@@ -130,11 +130,8 @@ class ClientOutput:
         self.sent_messages += len(items)
         return frames + items
 
-    def take(self, now: float) -> list[bytes]:
-        """Everything to write now, in order (the caller joins the frames into one buffer);
-        empties both sources."""
+    def take(self, now: float) -> bytes:
+        """Everything to write now, in order, as one buffer; empties both sources."""
         parts = self.outbox
-        if parts:
-            self.outbox = []
-            return parts + self.backlog(now)
-        return self.backlog(now)
+        self.outbox = []
+        return b"".join(parts + self.backlog(now))
