@@ -28,9 +28,9 @@ reconnect request). That is what lets the same adapter run live, in ``arbd repla
 with plain values and in benchmarks without an event loop.
 
 Errors: ``receive`` raises :class:`arbd.errors.ProtocolError` (or lets a ``msgspec`` / ``KeyError``
-/ ``ValueError`` / ``TypeError`` / ``IndexError`` / ``RecursionError`` escape) for a frame it cannot parse; the driver
-counts it and skips the frame. Frames that parse but are of an unknown type are *not* errors:
-count them in ``stats.ignored`` and return.
+/ ``ValueError`` / ``TypeError`` / ``IndexError`` / ``RecursionError`` escape) for a frame it
+cannot parse; the driver counts it and skips the frame. Frames that parse but are of an
+unknown type are *not* errors: count them in ``stats.ignored`` and return.
 """
 
 from __future__ import annotations

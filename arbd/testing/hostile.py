@@ -64,7 +64,6 @@ class FrameOutcome:
     ignored: bool = False
 
 
-
 def _path_key(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
@@ -197,7 +196,9 @@ class SessionTarget:
             record = self.answer(request, used)
             assert record is not None, f"capture has no answer to {request.url}"
             responses.append(
-                HttpResponse(request=request, status=record.status, body=record.body(), received_ns=1)
+                HttpResponse(
+                    request=request, status=record.status, body=record.body(), received_ns=1
+                )
             )
         adapter.load_instruments(responses)
         return adapter

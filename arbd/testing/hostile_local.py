@@ -29,10 +29,9 @@ from typing import Final
 
 import msgspec
 
-from arbd.capture import CaptureError
 from arbd.config import Config, ServerConfig, load_config
 from arbd.control import protocol as control
-from arbd.errors import ConfigError
+from arbd.errors import CaptureError, ConfigError
 from arbd.plugins import PluginRegistry
 from arbd.replay import replay
 from arbd.server import protocol as server
@@ -45,7 +44,9 @@ MARKETS: Final[Mapping[str, Sequence[str]]] = {
 
 _CLIENT_FIELDS: Final = ("action", "id", "symbols", "exchanges", "channels")
 _CONTROL_FIELDS: Final = ("cmd", "id", "symbols", "exchanges", "channels", "all", "op", "exchange")
-_server_message: Final = msgspec.json.Decoder(server.ServerMessage)
+_server_message: Final[msgspec.json.Decoder[server.ServerMessage]] = msgspec.json.Decoder(
+    server.ServerMessage
+)
 _control_reply: Final = msgspec.json.Decoder(control.ErrorReply)
 
 
@@ -208,9 +209,7 @@ def check_config(path: Path) -> Config | ConfigError:
             raise HostileInputFailure(f"config: error names no key: {exc.one_line()}") from exc
         return exc
     except Exception as exc:
-        raise HostileInputFailure(
-            f"config: raised {type(exc).__name__}: {str(exc)[:300]}"
-        ) from exc
+        raise HostileInputFailure(f"config: raised {type(exc).__name__}: {str(exc)[:300]}") from exc
     nan = _nan_key(msgspec.to_builtins(config))
     if nan is not None:
         raise HostileInputFailure(f"config: accepted NaN for {nan}")
@@ -221,7 +220,13 @@ def _nan_key(value: object, path: str = "") -> str | None:
     """The key path of a NaN in a loaded config (NaN passes every ``<`` and ``>`` check)."""
     if isinstance(value, float) and math.isnan(value):
         return path
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for key, item in items:
         found = _nan_key(item, f"{path}.{key}" if path else str(key))
         if found is not None:

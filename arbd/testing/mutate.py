@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Chooser(Protocol):
@@ -127,7 +129,7 @@ def _remove(root: object, path: _Path) -> None:
     del _get(root, path[:-1])[path[-1]]  # type: ignore[attr-defined]
 
 
-def _pick(choose: Chooser, options: Sequence[object]) -> object:
+def _pick(choose: Chooser, options: Sequence[T]) -> T:
     return options[choose.integer(0, len(options) - 1)]
 
 
@@ -223,13 +225,13 @@ def mutate_bytes(data: bytes, choose: Chooser) -> bytes:
     if operation == 0:
         return data[:at]
     if operation == 1:
-        return data[:at] + bytes(_pick(choose, INVALID_UTF8)) + data[at:]  # type: ignore[call-overload]
+        return data[:at] + _pick(choose, INVALID_UTF8) + data[at:]
     if operation == 2 and data:
         at = min(at, len(data) - 1)
         return data[:at] + bytes([data[at] ^ (1 << choose.integer(0, 7))]) + data[at + 1 :]
     if operation == 3:
         depth = _pick(choose, (64, 1000, DEEP))
-        return data[:at] + b"[" * depth + b"]" * depth + data[at:]  # type: ignore[operator]
+        return data[:at] + b"[" * depth + b"]" * depth + data[at:]
     return data[:at] + data
 
 
