@@ -301,3 +301,40 @@ def config_document(choose: Chooser, base: dict[str, object]) -> bytes:
     if choose.integer(0, 5) == 0:
         text = mutate_bytes(text, choose)
     return text
+
+
+CAPTURE_SUFFIXES: Final = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+
+
+def damage_capture(lines: Sequence[bytes], choose: Chooser) -> tuple[bytes, str]:
+    """A capture (its lines, newlines kept) with 1-3 damages to its lines (one mutated,
+    dropped, repeated, or the file cut off inside one), then written plain, gzip or zstandard,
+    a compressed one maybe cut off too (a recording killed mid-write). Returns the file's
+    bytes and its suffix (which says how it is compressed)."""
+    import gzip  # noqa: PLC0415 - only capture fuzzing needs these
+
+    import zstandard  # noqa: PLC0415
+
+    damaged = list(lines)
+    for _ in range(choose.integer(1, 3)):
+        if not damaged:
+            break
+        at = choose.integer(0, len(damaged) - 1)
+        operation = choose.integer(0, 3)
+        if operation == 0:
+            damaged[at] = mutate(damaged[at].rstrip(b"\n"), choose) + b"\n"
+        elif operation == 1:
+            del damaged[at]
+        elif operation == 2:
+            damaged.insert(at, damaged[choose.integer(0, len(damaged) - 1)])
+        else:
+            damaged = [*damaged[:at], damaged[at][: choose.integer(0, len(damaged[at]))]]
+    data = b"".join(damaged)
+    suffix = _pick(choose, CAPTURE_SUFFIXES)
+    if suffix == ".jsonl.gz":
+        data = gzip.compress(data, mtime=0)
+    elif suffix == ".jsonl.zst":
+        data = zstandard.ZstdCompressor().compress(data)
+    if suffix != ".jsonl" and choose.integer(0, 2) == 0:
+        data = data[: choose.integer(0, len(data))]
+    return data, suffix
