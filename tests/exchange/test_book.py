@@ -256,10 +256,11 @@ def test_a_failed_update_empties_the_book_and_forgets_its_sequence(bad, raw):
     book = OrderBook()
     book.replace([("100", "1"), ("99", "2")], [("101", "1")], sequence=7)
     bids = [("100", "5"), ("98", "1"), bad]
-    with pytest.raises(ValueError, match="price|size|float"):
-        if raw:
+    if raw:
+        with pytest.raises(ValueError, match=r"price|size|float"):
             book.apply_raw(msgspec.Raw(msgspec.json.encode(bids)), msgspec.Raw(b"[]"), 8)
-        else:
+    else:
+        with pytest.raises(ValueError, match=r"price|size|float"):
             book.apply(bids, [], 8)
     assert len(book) == 0
     assert book.sequence is None
