@@ -363,14 +363,14 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
             config.exchanges[exchange_id] = msgspec.convert(raw, ExchangeConfig)
         except msgspec.ValidationError as exc:
             raise _translate(exc, file, f"exchanges.{exchange_id}") from None
+    _check(config, file)  # first: its messages are the more specific ones
     _reject_nan(msgspec.to_builtins(config), file)
-    _check(config, file)
     return config
 
 
 def _reject_nan(value: object, file: str, key: str = "") -> None:
-    """TOML has ``nan``; no setting means it, and it would pass every range check below (each
-    comparison with NaN is false), so it is refused wherever it appears."""
+    """TOML has ``nan``; no setting means it, and it passes range checks written as "fail if
+    below" (each comparison with NaN is false), so it is refused wherever it appears."""
     if isinstance(value, float) and math.isnan(value):
         raise ConfigError("must be a number, got nan", path=file, key=key)
     if isinstance(value, dict):
