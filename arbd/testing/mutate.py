@@ -15,6 +15,7 @@ imports either.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Sequence
@@ -77,6 +78,8 @@ SYMBOL_TEXTS: Final = (
 """Replacements for text that names a market: other, malformed and unlisted symbols."""
 
 INVALID_UTF8: Final = (b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80\x80")
+MAX_GROWTH: Final = 200_000
+"""Bytes an array may grow to by one resize."""
 DEEP: Final = 100_000
 """Nesting depth of the deep-array mutation (past every recursion limit)."""
 
@@ -182,8 +185,12 @@ def _resized(choose: Chooser, value: object) -> object:
         return []
     if mode == 1 and items:
         return items[: choose.integer(0, len(items) - 1)]
-    count = choose.integer(2, 2000)
-    return [items[i % len(items)] if items else None for i in range(count)]
+    # Huge, but not without end: copies, not references (resizing an item shared by every
+    # copy would multiply), and at most MAX_GROWTH bytes, or the generation of an input (not
+    # its parsing) would take seconds.
+    item_size = max((len(dump(item)) for item in items[:10]), default=4)
+    count = choose.integer(2, max(2, min(2000, MAX_GROWTH // item_size)))
+    return [copy.deepcopy(items[i % len(items)]) if items else None for i in range(count)]
 
 
 def mutate_value(root: object, choose: Chooser, symbols: Sequence[str] = ()) -> object:
