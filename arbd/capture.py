@@ -36,7 +36,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, Annotated, Final, cast
 
 import msgspec
 import zstandard
@@ -45,6 +45,10 @@ import arbd
 from arbd.errors import CaptureError
 
 FORMAT_VERSION: Final = 1
+
+
+Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+"""A record's ``ts``: unix seconds, bounded (year 5138) so that its nanoseconds are an int."""
 
 
 class _Record(msgspec.Struct, tag_field="t", omit_defaults=True, forbid_unknown_fields=False):
@@ -60,7 +64,7 @@ class Header(_Record, tag="header", kw_only=True):
 
 class Connect(_Record, tag="connect", kw_only=True):
     conn: str
-    ts: float
+    ts: Timestamp
     url: str
     subs: list[tuple[str, str]] | None = None
     """``[[channel, symbol], ...]`` the connection carried; optional (older or other writers)."""
@@ -68,7 +72,7 @@ class Connect(_Record, tag="connect", kw_only=True):
 
 class _Frame(_Record, kw_only=True):
     conn: str
-    ts: float
+    ts: Timestamp
     data: str | None = None
     b64: str | None = None
 
@@ -93,7 +97,7 @@ class Recv(_Frame, tag="recv", kw_only=True):
 
 class Http(_Record, tag="http", kw_only=True):
     conn: str
-    ts: float
+    ts: Timestamp
     url: str
     status: int
     data: str | None = None
@@ -107,7 +111,7 @@ class Http(_Record, tag="http", kw_only=True):
 
 class Disconnect(_Record, tag="disconnect", kw_only=True):
     conn: str
-    ts: float
+    ts: Timestamp
     reason: str = ""
 
 
@@ -272,6 +276,9 @@ def _decode_line(line: bytes) -> Record | None:
 
 
 _STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError)
+# A line msgspec cannot read: not JSON or wrong fields (DecodeError), not UTF-8 (msgspec raises
+# UnicodeDecodeError for that), or nested past the recursion limit (RecursionError).
+_LINE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 _TYPE_PREFIX: Final = b'{"t":"'
@@ -332,7 +339,7 @@ def iter_records(
                     continue
             try:
                 record = _decode_line(line)
-            except msgspec.DecodeError as exc:
+            except _LINE_ERRORS as exc:
                 if on_error is None or not header_seen:
                     raise CaptureError(f"{name}:{lineno}: bad record: {exc}") from None
                 on_error(name, lineno, f"bad record: {exc}")

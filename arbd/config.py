@@ -162,7 +162,7 @@ class Config(_Section):
 
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>.+)`$")
 _TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 
 
@@ -363,8 +363,22 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
             config.exchanges[exchange_id] = msgspec.convert(raw, ExchangeConfig)
         except msgspec.ValidationError as exc:
             raise _translate(exc, file, f"exchanges.{exchange_id}") from None
-    _check(config, file)
+    _check(config, file)  # first: its messages are the more specific ones
+    _reject_nan(msgspec.to_builtins(config), file)
     return config
+
+
+def _reject_nan(value: object, file: str, key: str = "") -> None:
+    """TOML has ``nan``; no setting means it, and it passes range checks written as "fail if
+    below" (each comparison with NaN is false), so it is refused wherever it appears."""
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError("must be a number, got nan", path=file, key=key)
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _reject_nan(item, file, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nan(item, file, f"{key}[{index}]")
 
 
 def load_config(path: str | Path) -> Config:
@@ -380,6 +394,8 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", path=file) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError("invalid TOML: arrays or tables nested too deeply", path=file) from None
     return parse_config(data, file)
 
 

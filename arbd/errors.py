@@ -46,7 +46,12 @@ class ConfigError(ArbdError):
 
     def one_line(self) -> str:
         parts = [p for p in (self.path, self.key) if p]
-        return ": ".join([*parts, self.problem])
+        line = ": ".join([*parts, self.problem])
+        if line.isprintable():
+            return line
+        # A key or value from the file may hold a newline or other control character (TOML
+        # allows them in quoted keys and strings): show it escaped, keeping this one line.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 class PluginError(ArbdError):

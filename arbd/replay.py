@@ -301,6 +301,11 @@ def replay(
             publish(engine.tick(ts_ns))
             next_tick = ts_ns + tick_ns
         if isinstance(record, Connect):
+            offered = capture.adapter.spec.channels
+            unknown = next((c for c, _ in record.subs or () if c not in offered), None)
+            if unknown is not None:  # a damaged line: no session can carry it
+                report(item.path, item.line, f"bad record: unknown channel {unknown!r} in subs")
+                continue
             subs = tuple(Subscription(channel, symbol) for channel, symbol in record.subs or ())
             plan = ConnectionPlan(url=record.url, subscriptions=subs)
             session = capture.adapter.new_session(plan)

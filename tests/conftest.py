@@ -1,9 +1,17 @@
 """Shared fixtures. Keep this small: fixtures used by one directory live next to its tests."""
 
+import os
 import shutil
 import tempfile
 
 import pytest
+from hypothesis import settings
+
+# The fuzz tests (tests/fuzz/) at full strength: `pytest tests/fuzz --hypothesis-profile=fuzz`,
+# or ARBD_FUZZ=1. Registered here: pytest picks the profile before tests/fuzz is collected.
+settings.register_profile("fuzz", max_examples=5_000, deadline=None)
+if os.environ.get("ARBD_FUZZ"):
+    settings.load_profile("fuzz")
 
 
 @pytest.fixture

@@ -216,6 +216,9 @@ def parse_request(line: bytes) -> Request | ErrorReply:
     except RecursionError:
         # msgspec refuses nesting deeper than the interpreter's recursion limit this way.
         return _error_reply(None, "invalid_json", "invalid JSON: nested too deeply")
+    except UnicodeDecodeError as exc:
+        # ... and text that is not UTF-8 this way (a ValueError, not a DecodeError).
+        return _error_reply(None, "invalid_json", f"invalid JSON: not UTF-8 (byte {exc.start})")
     problem = _check(request)
     if problem is not None:
         return _error_reply(request.id, *problem)
@@ -232,7 +235,7 @@ def _raw_id(line: bytes) -> RequestId:
         fields = msgspec.json.decode(line, type=dict[str, msgspec.Raw])
         raw = fields.get("id")
         return None if raw is None else msgspec.json.decode(raw, type=RequestId)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
 
 
@@ -241,8 +244,8 @@ def _strip_malformed(text: str) -> str:
 
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>.+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>.+)`$")
 _TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _INVALID = re.compile(r"^Invalid (?:enum )?value (?P<value>.*)$")
 _ALLOWED = {"op": "add, remove"}

@@ -10,10 +10,11 @@
  * Each update is a sequence whose first two items are the price and size text (exchanges such
  * as OKX send more), or an object with `price` and `size` attributes (book.WireLevel). Size zero removes the level; otherwise the level is stored as a
  * (price, size) tuple (the caller's tuple itself when it is exactly that). A price or size that
- * is not a number raises ValueError, like float() does; updates before it stay applied (the
- * Python loop behaves the same, and an adapter treats a frame error as a broken book anyway).
+ * is not a number raises ValueError, like float() does, and so do a price that is not finite
+ * and a size that is negative, NaN or infinite; updates before it stay applied (the Python loop
+ * behaves the same; OrderBook then empties the book so that it is never half-applied).
  *
- * Invariant relied on: `keys` holds exact floats, ascending, no NaN, one per level of `levels`.
+ * Invariant relied on: `keys` holds exact floats, ascending, finite, one per level of `levels`.
  * Only book.py touches these lists; a NaN price is refused so the order stays total.
  */
 #define PY_SSIZE_T_CLEAN
@@ -145,6 +146,24 @@ to_double(PyObject *value, double *out)
     return -1;
 }
 
+/* A size as a number: 1 when zero, 0 when positive, -1 (ValueError) when negative, NaN or
+ * infinite, which no exchange means: such a level is refused like a price that is not a
+ * number. (Plain decimal text never gets here: it has no sign and is only scanned.) */
+static int
+check_size(double s, PyObject *shown)
+{
+    if (s >= 0.0 && s < HUGE_VAL) {
+        return s == 0.0;
+    }
+    if (shown != NULL) {
+        PyErr_Format(PyExc_ValueError, "book level size is not a finite number >= 0: %R", shown);
+    }
+    else {
+        PyErr_SetString(PyExc_ValueError, "book level size is not a finite number >= 0");
+    }
+    return -1;
+}
+
 /* Whether a size (str, float or int) is zero; -1 on error. Plain decimal text is only scanned. */
 static int
 size_is_zero(PyObject *size)
@@ -160,7 +179,7 @@ size_is_zero(PyObject *size)
     if (to_double(size, &s) < 0) {
         return -1;
     }
-    return s == 0.0;
+    return check_size(s, size);
 }
 
 /* First index whose key is >= key (bisect_left) in a list of exact floats. */
@@ -267,8 +286,8 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
     if (zero < 0) {
         return -1;
     }
-    if (isnan(p)) {
-        PyErr_Format(PyExc_ValueError, "book level price is not a number: %R", price);
+    if (!isfinite(p)) {
+        PyErr_Format(PyExc_ValueError, "book level price is not a finite number: %R", price);
         return -1;
     }
     double key = negate ? -p : p;
@@ -443,10 +462,13 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
         if (text_double(size, size_n, &s) < 0) {
             return -1;
         }
-        zero = s == 0.0;
+        zero = check_size(s, NULL);
+        if (zero < 0) {
+            return -1;
+        }
     }
-    if (isnan(p)) {
-        PyErr_SetString(PyExc_ValueError, "book level price is not a number");
+    if (!isfinite(p)) {
+        PyErr_SetString(PyExc_ValueError, "book level price is not a finite number");
         return -1;
     }
     double key = negate ? -p : p;

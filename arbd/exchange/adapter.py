@@ -28,9 +28,9 @@ reconnect request). That is what lets the same adapter run live, in ``arbd repla
 with plain values and in benchmarks without an event loop.
 
 Errors: ``receive`` raises :class:`arbd.errors.ProtocolError` (or lets a ``msgspec`` / ``KeyError``
-/ ``ValueError`` / ``TypeError`` / ``IndexError`` escape) for a frame it cannot parse; the driver
-counts it and skips the frame. Frames that parse but are of an unknown type are *not* errors:
-count them in ``stats.ignored`` and return.
+/ ``ValueError`` / ``TypeError`` / ``IndexError`` / ``RecursionError`` escape) for a frame it
+cannot parse; the driver counts it and skips the frame. Frames that parse but are of an
+unknown type are *not* errors: count them in ``stats.ignored`` and return.
 """
 
 from __future__ import annotations
@@ -52,9 +52,12 @@ FRAME_ERRORS: Final = (
     KeyError,
     TypeError,
     IndexError,
+    RecursionError,
 )
 """What ``receive`` / ``on_http`` may raise for input they cannot parse. The driver and replay
-count such a frame and skip it; any other exception is a bug in the adapter and propagates."""
+count such a frame and skip it; any other exception is a bug in the adapter and propagates.
+(``RecursionError`` is how msgspec refuses JSON nested deeper than the interpreter's recursion
+limit: ``[[[[...]]]]`` from a hostile peer.)"""
 
 
 def leading_text(data: bytes, prefix: bytes, stop: bytes = b'"') -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from math import isnan
+from math import inf, isfinite
 from typing import Final
 
 import msgspec
@@ -48,11 +48,14 @@ def _apply_side_py(
         else:
             price, size = level[0], level[1]
         key = -float(price) if negate else float(price)
-        if isnan(key):
-            raise ValueError(f"book level price is not a number: {price!r}")
+        if not isfinite(key):
+            raise ValueError(f"book level price is not a finite number: {price!r}")
         at = bisect_left(keys, key)
         found = at < len(keys) and keys[at] == key
-        if float(size) == 0.0:
+        amount = float(size)
+        if not 0.0 <= amount < inf:  # NaN fails this too
+            raise ValueError(f"book level size is not a finite number >= 0: {size!r}")
+        if amount == 0.0:
             if found:
                 del keys[at]
                 del levels[at]
@@ -148,12 +151,18 @@ class OrderBook:
 
         Each level is ``(price, size, ...)`` text (items past the size are ignored) or a
         :class:`WireLevel`. The hot path of every book feed, so it runs compiled when the
-        extension was built (see ``apply_side``). A price or size that is not a number raises
-        ``ValueError`` with the levels before it applied: the caller treats the book as broken.
+        extension was built (see ``apply_side``). A price that is not a finite number, or a
+        size that is not a finite number >= 0, raises ``ValueError``; the book is then emptied
+        and its sequence forgotten (never left half-applied), so the caller's next sequence or
+        checksum check fails and resyncs it.
         """
         bids_side, asks_side = self.bids, self.asks
-        apply_side(bids_side.keys, bids_side.levels, bids, True)
-        apply_side(asks_side.keys, asks_side.levels, asks, False)
+        try:
+            apply_side(bids_side.keys, bids_side.levels, bids, True)
+            apply_side(asks_side.keys, asks_side.levels, asks, False)
+        except Exception:
+            self._broken()
+            raise
         if sequence is not None:
             self.sequence = sequence
 
@@ -162,12 +171,23 @@ class OrderBook:
         ``msgspec.Raw``): the compiled loop reads the text in place and makes strings only for
         the levels it keeps. An escape in the text takes the general decode instead."""
         bids_side, asks_side = self.bids, self.asks
-        if not apply_side_raw(bids_side.keys, bids_side.levels, bids, True):
-            _apply_side_raw_py(bids_side.keys, bids_side.levels, bids, True)
-        if not apply_side_raw(asks_side.keys, asks_side.levels, asks, False):
-            _apply_side_raw_py(asks_side.keys, asks_side.levels, asks, False)
+        try:
+            if not apply_side_raw(bids_side.keys, bids_side.levels, bids, True):
+                _apply_side_raw_py(bids_side.keys, bids_side.levels, bids, True)
+            if not apply_side_raw(asks_side.keys, asks_side.levels, asks, False):
+                _apply_side_raw_py(asks_side.keys, asks_side.levels, asks, False)
+        except Exception:
+            self._broken()
+            raise
         if sequence is not None:
             self.sequence = sequence
+
+    def _broken(self) -> None:
+        """An update failed half-way: the levels before the bad one are in, the rest not, which
+        is no state the exchange ever had. Drop everything, sequence included, so that the
+        adapter's own integrity check fails on the next update (a sequence gap, a checksum
+        mismatch) and the book is resynced; it is never published half-applied."""
+        self.clear()
 
     def clear(self) -> None:
         self.bids.clear()

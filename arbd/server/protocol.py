@@ -182,6 +182,7 @@ class BadMessage(Exception):
     """A client message that cannot be carried out; becomes an ``error`` reply."""
 
     def __init__(self, code: ErrorCode, message: str, id: int | str | None = None) -> None:
+        message = _printable(message)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -191,11 +192,24 @@ class BadMessage(Exception):
         return Error(code=self.code, message=self.message, id=self.id)
 
 
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters a client put in a value msgspec quotes back
+    (``unknown action 'a\nb'``) are shown escaped, as Python would show them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# What msgspec raises for JSON it cannot read besides DecodeError: text that is not UTF-8
+# (a binary message) and nesting deeper than the interpreter's recursion limit.
+_UNREADABLE: Final = (UnicodeDecodeError, RecursionError)
+
+
 def _peek_id(data: bytes) -> int | str | None:
     """The ``id`` of a message that failed typed decoding, if it has a usable one."""
     try:
         value = _any_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, *_UNREADABLE):
         return None
     if not isinstance(value, dict):
         return None
@@ -214,6 +228,10 @@ def parse_message(data: bytes) -> ClientMessage:
     except msgspec.DecodeError as exc:
         reason = str(exc).removeprefix("JSON is malformed: ")
         raise BadMessage("invalid_json", f"not valid JSON: {reason}") from None
+    except UnicodeDecodeError as exc:
+        raise BadMessage("invalid_json", f"not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise BadMessage("invalid_json", "not valid JSON: nested too deeply") from None
 
 
 def _invalid(text: str, id: int | str | None) -> BadMessage:

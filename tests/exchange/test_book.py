@@ -166,6 +166,10 @@ def test_compiled_numbers_are_exactly_what_float_reads(price, size):
     for apply, side in ((apply_side, [(price, size)]), (apply_side_raw, _raw_side(price, size))):
         keys: list[float] = []
         levels: list[tuple[str, str]] = []
+        if float(size) < 0:  # no exchange means a negative size: refused like a non-number
+            with pytest.raises(ValueError, match="size"):
+                apply(keys, levels, side, False)
+            continue
         assert apply(keys, levels, side, False) in (None, True)
         if float(size) == 0:
             assert (keys, levels) == ([], [])
@@ -235,3 +239,28 @@ def test_escaped_text_takes_the_general_decode():
     book = OrderBook()
     book.apply_raw(msgspec.Raw(b'[["\\u0031", "2"]]'), msgspec.Raw(b'[["3","1","0","9"]]'), 5)
     assert (book.top_bids(5), book.top_asks(5), book.sequence) == ([("1", "2")], [("3", "1")], 5)
+
+
+# -- an update that fails half-way ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [("x", "1"), ("inf", "1"), ("NaN", "1"), ("64000.5", "-1"), ("64000.5", "nan"), ("1", "1e400")],
+)
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_failed_update_empties_the_book_and_forgets_its_sequence(bad, raw):
+    """Levels before the bad one would be in and the rest not: no state the exchange had. The
+    book is emptied and its sequence forgotten, so the adapter's next sequence (or checksum)
+    check fails and resyncs it instead of publishing a half-applied book."""
+    book = OrderBook()
+    book.replace([("100", "1"), ("99", "2")], [("101", "1")], sequence=7)
+    bids = [("100", "5"), ("98", "1"), bad]
+    if raw:
+        with pytest.raises(ValueError, match=r"price|size|float"):
+            book.apply_raw(msgspec.Raw(msgspec.json.encode(bids)), msgspec.Raw(b"[]"), 8)
+    else:
+        with pytest.raises(ValueError, match=r"price|size|float"):
+            book.apply(bids, [], 8)
+    assert len(book) == 0
+    assert book.sequence is None
