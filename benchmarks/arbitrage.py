@@ -1,6 +1,7 @@
 """Cost of the arbitrage engine per quote update and per book update (with the depth walk).
 
 Run:  python benchmarks/arbitrage.py [--exchanges 5] [--symbols 100] [--updates 200000] [--runs 5]
+      [--book-updates 50000] [--json PATH]
 
 The engine runs as the hub runs it: ``engine(batch)`` on batches of events from one exchange
 (one socket read), here 5 events each. Every leg is primed first, so each update scans a full
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,6 +35,9 @@ import msgspec
 from arbd.arbitrage import ArbitrageEngine
 from arbd.config import ArbitrageConfig
 from arbd.model import Arbitrage, Book, Event, Quote
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _results import emit, report, table
 
 BATCH = 5
 T0 = 1_700_000_000_000_000_000
@@ -149,6 +155,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--book-updates", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
     fees = {f"ex{i}": 0.1 for i in range(args.exchanges)}
     calm = ArbitrageConfig()
@@ -201,17 +208,41 @@ def main() -> None:
     for batch in [*prime, *batches]:
         events.extend(e for e in engine(batch) if isinstance(e, Arbitrage))
 
-    print(
-        f"arbitrage engine, {args.exchanges} exchanges x {args.symbols} symbols, batches of "
-        f"{BATCH}, median of {args.runs} runs:"
+    yardstick = statistics.median(reference)
+    opens = len(engine.open_opportunities())
+    scenarios_table = table(
+        f"Arbitrage engine, µs per event: {args.exchanges} exchanges x {args.symbols} symbols, "
+        f"batches of {BATCH}, median and best of {args.runs} runs",
+        [
+            ("scenario", ""),
+            ("median µs", ",.2f"),
+            ("best µs", ",.2f"),
+            ("events out", ",d"),
+            ("updates", ",d"),
+            ("events out per update", ",.2f"),
+        ],
+        [[name, median, best, out, n, out / n] for name, median, best, out, n in rows],
     )
-    print(f"  {'scenario':<20} {'median us':>10} {'best us':>8} {'events out':>11} {'updates':>9}")
-    for name, median, best, out, n in rows:
-        print(f"  {name:<20} {median:10.2f} {best:8.2f} {out:11d} {n:9d}")
-    print(f"  {'yardstick: float(price text)':<30} {statistics.median(reference):.3f} us")
-    walks = rows[3][3] / rows[3][4]
-    print(f"  ({walks:.2f} depth-walked events per book update in 'books, walking')")
-    print(f"  open opportunities at the end of the walking run: {len(engine.open_opportunities())}")
+    alongside = table(
+        "Measured alongside",
+        [
+            ("yardstick: float(price text) µs", ",.3f"),
+            ("open opportunities after a 'books, walking' run of 1,000 updates", ",d"),
+        ],
+        [[yardstick, opens]],
+        key=0,
+    )
+    notes = [
+        "target: ≤ 5 µs per quote update ('quotes, calm')",
+        "'books, walking' publishes an update for every update of an open pair's leg "
+        "(update_interval = 0): two depth walks and the profit curve each, the worst case",
+        "the yardstick is timed in every run: a slow machine slows it too, a slow engine does not",
+    ]
+    command = "python benchmarks/arbitrage.py " + " ".join(sys.argv[1:])
+    emit(
+        report("arbitrage", "Arbitrage engine", command, [scenarios_table, alongside], notes),
+        args.json,
+    )
 
 
 if __name__ == "__main__":

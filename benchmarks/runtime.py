@@ -1,6 +1,6 @@
 """Costs of the daemon's runtime API: what it adds to the hot path, and a status() call.
 
-Run:  python benchmarks/runtime.py [--symbols 100] [--batches 50000] [--runs 5]
+Run:  python benchmarks/runtime.py [--symbols 100] [--batches 50000] [--runs 5] [--json PATH]
 
 publish      ``hub.publish`` of batches of 5 quotes (one exchange, one socket read) with the
              arbitrage engine as the hub's processor directly, and as the daemon installs it
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -32,6 +34,9 @@ from arbd.model import Event, Quote
 from arbd.plugins import load_plugins
 from arbd.testing.fake import open_fake
 from arbd_simplex.fake import SimplexFake
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _results import emit, report, table
 
 T0 = 1_700_000_000_000_000_000
 
@@ -122,6 +127,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--batches", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
     batches = quotes(args.batches)
     direct: list[float] = []
@@ -129,13 +135,38 @@ def main() -> None:
     for _ in range(args.runs):  # interleaved, so machine noise hits both alike
         direct.append(time_publish(False, batches))
         wrapped.append(time_publish(True, batches))
-    print("publish, µs per batch of 5 quotes (median / best)")
-    print(f"  engine as processor      {statistics.median(direct):6.2f} / {min(direct):6.2f}")
-    print(f"  daemon's wrapped engine  {statistics.median(wrapped):6.2f} / {min(wrapped):6.2f}")
     per_call, connections, added, flowing = trio.run(time_status, args.symbols)
-    print(f"status(): {per_call:.1f} µs per call ({args.symbols} symbols, {connections} conns)")
-    print(f"add_symbols(10): returned after {added * 1e3:.1f} ms;", end=" ")
-    print(f"all 10 quoted after {flowing * 1e3:.1f} ms")
+    publish = table(
+        f"hub.publish, µs per batch of 5 quotes, median and best of {args.runs} runs "
+        f"of {args.batches:,} batches",
+        [("processor", ""), ("median µs", ",.2f"), ("best µs", ",.2f")],
+        [
+            ["the engine as the hub's processor", statistics.median(direct), min(direct)],
+            [
+                "the daemon's processor (engine + history of closes)",
+                statistics.median(wrapped),
+                min(wrapped),
+            ],
+        ],
+    )
+    daemon = table(
+        "Daemon.status() with data flowing, and add_symbols of 10 symbols (loopback fake)",
+        [
+            ("symbols", ",d"),
+            ("connections", ",d"),
+            ("status() µs per call", ",.1f"),
+            ("add_symbols returned, ms", ",.1f"),
+            ("all 10 quoted, ms", ",.1f"),
+        ],
+        [[args.symbols, connections, per_call, added * 1e3, flowing * 1e3]],
+    )
+    notes = [
+        "the two publish rows differ by what the runtime API adds per socket read",
+        "status(): every symbol subscribed on every channel; add_symbols' second figure "
+        "includes the new connection's set-up and the fake's next round (10 rounds/s)",
+    ]
+    command = "python benchmarks/runtime.py " + " ".join(sys.argv[1:])
+    emit(report("runtime", "Runtime API", command, [publish, daemon], notes), args.json)
 
 
 if __name__ == "__main__":
