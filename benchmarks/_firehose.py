@@ -3,7 +3,9 @@
 It accepts WebSocket connections (handshake through websockets' Sans-I/O ServerProtocol), then
 writes a pre-framed buffer of server->client text frames as fast as the kernel takes them, so
 the client under test, not the server, is the bottleneck. Each connection receives exactly
-``count`` frames followed by a close frame.
+``count`` frames followed by a close frame; the server closes the TCP connection once the
+client answers it (the server closes first, as RFC 6455 has it: clients that wait for that
+would otherwise sit out their close timeout, 10-30 s a run).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def frame_bytes(messages: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
-def _handshake(conn: socket.socket) -> None:
+def _handshake(conn: socket.socket) -> ServerProtocol:
     protocol = ServerProtocol(max_size=None)
     while True:
         data = conn.recv(65536)
@@ -36,6 +38,18 @@ def _handshake(conn: socket.socket) -> None:
             response = protocol.accept(events[0])  # type: ignore[arg-type]
             protocol.send_response(response)
             conn.sendall(b"".join(protocol.data_to_send()))
+            return protocol
+
+
+def _await_close(conn: socket.socket, protocol: ServerProtocol) -> None:
+    """Read (discarding) until the client's close frame or EOF. The frames above were written
+    around ``protocol``, which only parses what the client sends here."""
+    conn.settimeout(30)
+    while data := conn.recv(65536):
+        protocol.receive_data(data)
+        if any(
+            isinstance(e, Frame) and e.opcode is Opcode.CLOSE for e in protocol.events_received()
+        ):
             return
 
 
@@ -47,7 +61,7 @@ def _serve(listener: socket.socket, messages: list[bytes], count: int) -> None:
         conn, _ = listener.accept()
         with conn:
             try:
-                _handshake(conn)
+                protocol = _handshake(conn)
                 sent = 0
                 while sent + per_block <= count:
                     conn.sendall(block)
@@ -55,10 +69,7 @@ def _serve(listener: socket.socket, messages: list[bytes], count: int) -> None:
                 if sent < count:
                     conn.sendall(frame_bytes(messages[: count - sent]))
                 conn.sendall(close)
-                # Wait for the client to finish reading and close.
-                conn.settimeout(30)
-                while conn.recv(65536):
-                    pass
+                _await_close(conn, protocol)
             except OSError:
                 continue
 
