@@ -1,6 +1,12 @@
 """Per-message cost of the synchronous pipeline, without sockets: adapter receive and hub publish.
 
-Run:  python benchmarks/pipeline.py [--messages 200000]
+The steps in isolation, with yardsticks: the simplex adapter's ``receive`` of a trade frame
+against stdlib ``json.loads`` of the same frame, ``hub.publish`` with one subscriber and no
+processor (``adapters.py`` measures the whole path with the daemon's processor, per exchange),
+and ``float()`` against ``Decimal()`` of a price text (why events keep prices as text and
+arithmetic converts with ``float()``; see ``arbd/model.py``).
+
+Run:  python benchmarks/pipeline.py [--messages 200000] [--runs 5] [--json PATH]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _results import emit, report, table
 from ingest import make_messages, new_pipeline, plan
 
 from arbd.model import Event
@@ -23,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the results here (for run_all.py)")
     args = parser.parse_args()
     messages = make_messages()
     n = args.messages
@@ -52,12 +60,20 @@ def main() -> None:
         for i in range(n):
             Decimal(prices[i % 1000])
         decimal_us.append((time.perf_counter() - started) / n * 1e6)
-    print(f"per message, median of {args.runs} runs of {n}:")
-    print(f"  simplex session.receive (trade frame)  {statistics.median(receive_us):6.2f} us")
-    print(f"  hub.publish (per event, batches of 100) {statistics.median(publish_us):6.2f} us")
-    print(f"  stdlib json.loads of the same frame     {statistics.median(json_us):6.2f} us")
-    print(f"  float(price text)                       {statistics.median(float_us):6.2f} us")
-    print(f"  Decimal(price text)                     {statistics.median(decimal_us):6.2f} us")
+    rows = [
+        ["simplex session.receive of a trade frame (msgspec decode + Trade)", receive_us],
+        ["hub.publish per event, batches of 100, one subscriber, no processor", publish_us],
+        ["for scale: stdlib json.loads of the same frame", json_us],
+        ['float("64000.12"): how arithmetic reads a price text', float_us],
+        ['Decimal("64000.12"): the alternative', decimal_us],
+    ]
+    result = table(
+        f"µs per message, median and best of {args.runs} runs of {n:,}",
+        [("step", ""), ("median µs", ",.2f"), ("best µs", ",.2f")],
+        [[step, statistics.median(us), min(us)] for step, us in rows],
+    )
+    command = "python benchmarks/pipeline.py " + " ".join(sys.argv[1:])
+    emit(report("pipeline", "Pipeline steps without sockets", command, [result]), args.json)
 
 
 if __name__ == "__main__":
