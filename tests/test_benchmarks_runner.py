@@ -114,6 +114,7 @@ FAKE_BENCHMARK = textwrap.dedent(
     parser = argparse.ArgumentParser()
     parser.add_argument("--value", type=float)
     parser.add_argument("--fail", action="store_true")
+    parser.add_argument("--miss", action="store_true")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.fail:
@@ -125,6 +126,8 @@ FAKE_BENCHMARK = textwrap.dedent(
         f.write("x")
     t = table("speed", [("case", ""), ("f/s", ",.0f")], [["quotes", args.value + 100 * n]])
     emit(report("fake", "Fake benchmark", "ignored", [t]), args.json)
+    if args.miss:
+        sys.exit("target missed, after reporting")
     """
 )
 
@@ -158,15 +161,46 @@ def test_run_all_runs_each_benchmark_merges_runs_and_rewrites_the_doc(tmp_path: 
     assert text.endswith("Numbers and reasoning that must survive.\n")
 
 
+def test_a_report_written_before_a_failing_exit_is_shown_with_the_failure(
+    tmp_path: Path,
+) -> None:
+    # resync.py reports, then exits 1 when it misses its target: the numbers must not be lost.
+    script = tmp_path / "fake_bench.py"
+    script.write_text(
+        FAKE_BENCHMARK.format(benchmarks=str(BENCHMARKS), counter=str(tmp_path / "runs"))
+    )
+    bench = run_all.Bench("missing", str(script), quick=["--value", "7", "--miss"])
+    section, ok = run_all.run(
+        [bench], quick=True, doc=None, python=sys.executable, command="python run_all.py"
+    )
+    assert not ok
+    assert "| quotes | 7 |" in section
+    assert "### missing: failed" in section
+    assert "exit code 1" in section
+
+
 def test_the_suite_lists_every_benchmark_with_its_json_option() -> None:
     # Every benchmark the runner names exists and accepts --json (checked in its source: running
     # them is the runner's job, not the unit tests').
     names = {b.name for b in run_all.BENCHMARKS}
-    assert {"adapters", "end_to_end", "fanout", "memory", "cli"} <= names
+    expected = {"adapters", "end_to_end", "fanout", "memory", "cli"}
+    expected |= {"ingest", "pipeline", "arbitrage", "runtime", "resync"}
+    assert expected <= names
+    assert len(names) == len(run_all.BENCHMARKS)
     for bench in run_all.BENCHMARKS:
         source = (BENCHMARKS / bench.script).read_text()
         assert '"--json"' in source, bench.script
         assert "emit(" in source, bench.script
+
+
+def test_the_stated_durations_match_the_suite() -> None:
+    # Whoever adds a benchmark or changes its sizes updates the totals users read.
+    full = round(run_all.expected_minutes(run_all.BENCHMARKS, quick=False))
+    quick = round(run_all.expected_minutes(run_all.BENCHMARKS, quick=True))
+    doc = (BENCHMARKS.parent / "docs" / "benchmarks.md").read_text()
+    for text in (run_all.__doc__ or "", doc):
+        assert f"about {full} minutes" in text
+        assert f"about {quick} minutes" in text
 
 
 def test_results_json_round_trips(tmp_path: Path) -> None:
