@@ -219,7 +219,7 @@ def main() -> None:
             ("best µs", ",.2f"),
             ("events out", ",d"),
             ("updates", ",d"),
-            ("events out per update", ",.2f"),
+            ("events out per update", ",.3f"),
         ],
         [[name, median, best, out, n, out / n] for name, median, best, out, n in rows],
     )
