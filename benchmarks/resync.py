@@ -36,19 +36,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def wait_state(h: Harness, symbol: str, state: str, after: int, limit: float) -> float:
-    """Poll (1 ms) until a book status ``state`` for ``symbol`` appears past index ``after``;
-    returns the trio time it was first seen."""
+async def wait_state(
+    h: Harness, symbol: str, state: str, after: int, limit: float
+) -> tuple[float, int]:
+    """Poll (1 ms) until a book status ``state`` for ``symbol`` appears at index ``after`` or
+    later; returns the trio time it was first seen and its index in ``h.events``."""
     with trio.fail_after(limit):
         while True:
-            for event in h.events[after:]:
+            for index in range(after, len(h.events)):
+                event = h.events[index]
                 if (
                     isinstance(event, FeedStatus)
                     and event.scope == "book"
                     and event.symbol == symbol
                     and event.state == state
                 ):
-                    return trio.current_time()
+                    return trio.current_time(), index
             await trio.sleep(0.001)
 
 
@@ -70,17 +73,19 @@ async def measure(exchange: str, gaps: int, rate: float, interval: float) -> lis
         for _ in range(gaps):
             await trio.sleep(interval)
             mark = len(h.events)
-            invalid_at = None
+            invalid = None
             for _ in range(10):  # a skip can fall where no book frame is sent: inject again
                 fake.skip_sequence(symbol)  # type: ignore[attr-defined]
                 with trio.move_on_after(3):
-                    invalid_at = await wait_state(h, symbol, "invalid", mark, 30)
-                if invalid_at is not None:
+                    invalid = await wait_state(h, symbol, "invalid", mark, 30)
+                if invalid is not None:
                     break
-            if invalid_at is None:
+            if invalid is None:
                 raise RuntimeError(f"{exchange}: an injected gap was never detected")
-            mark = len(h.events)
-            valid_at = await wait_state(h, symbol, "valid", mark - 1, 30)
+            invalid_at, index = invalid
+            # From the event after "invalid": a fast resync's "valid" (and more events) can
+            # arrive within the same 1 ms poll.
+            valid_at, _ = await wait_state(h, symbol, "valid", index + 1, 30)
             times.append(valid_at - invalid_at)
         nursery.cancel_scope.cancel()
     return times

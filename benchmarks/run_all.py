@@ -1,6 +1,6 @@
 """Run every benchmark and write the results into docs/benchmarks.md.
 
-    python benchmarks/run_all.py            # the full suite: about 40 minutes
+    python benchmarks/run_all.py            # the full suite: about 38 minutes
     python benchmarks/run_all.py --quick    # smaller sizes: about 6 minutes
     python benchmarks/run_all.py --only end_to_end,cli --no-doc
 
@@ -107,7 +107,7 @@ BENCHMARKS: tuple[Bench, ...] = (
         "pipeline.py",
         full=["--messages", "200000", "--runs", "5"],
         quick=["--messages", "20000", "--runs", "3"],
-        minutes=0.5,
+        minutes=0.25,
         quick_minutes=0.1,
     ),
     Bench(
@@ -115,7 +115,7 @@ BENCHMARKS: tuple[Bench, ...] = (
         "arbitrage.py",
         full=["--runs", "5"],
         quick=["--updates", "20000", "--book-updates", "5000", "--runs", "3"],
-        minutes=1.5,
+        minutes=1,
         quick_minutes=0.1,
     ),
     Bench(
@@ -123,7 +123,7 @@ BENCHMARKS: tuple[Bench, ...] = (
         "runtime.py",
         full=["--runs", "5"],
         quick=["--batches", "5000", "--runs", "3"],
-        minutes=0.5,
+        minutes=0.25,
         quick_minutes=0.1,
     ),
     Bench(
@@ -131,7 +131,7 @@ BENCHMARKS: tuple[Bench, ...] = (
         "resync.py",
         full=["--gaps", "20"],
         quick=["--gaps", "3"],
-        minutes=4,
+        minutes=3.5,
         quick_minutes=0.6,
     ),
 )
