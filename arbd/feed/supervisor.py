@@ -33,6 +33,7 @@ from arbd.errors import FeedError, RateLimited
 from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter
 from arbd.feed.backoff import Backoff
 from arbd.feed.budget import ConnectionBudget
+from arbd.feed.carryover import SlotMemory
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection, Sink
 from arbd.feed.counters import FeedCounters
@@ -154,6 +155,8 @@ class ConnectionSupervisor:
         self._serial = itertools.count(1)
         self.attempts = 0
         self.current: Connection | None = None
+        self.memory = SlotMemory(ctx.exchange)
+        """Book validity as this slot's connections announced it (outlives each of them)."""
         self.rotations = 0
         self._handover: Handover | None = None
         self._failure: FeedError | None = None
@@ -352,6 +355,9 @@ class ConnectionSupervisor:
             on_live=on_live,
             on_health=self._health_changed,
             counters=ctx.counters,
+            memory=self.memory,
+            # What the previous connection left stale is stale until this one's data says not.
+            not_live=self.current.not_live if self.current is not None else (),
         )
 
     def _health_changed(self, connection: Connection, healthy: bool) -> None:

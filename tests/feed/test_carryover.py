@@ -1,0 +1,94 @@
+"""Announcements that outlive their connection (found by the soak): a book announced
+resyncing and a subscription reported stale must be announced valid / live again by the
+connection that replaces the one that announced them."""
+
+from __future__ import annotations
+
+import trio
+
+from arbd.feed.carryover import RESYNCED_REASON, SlotMemory
+from arbd.model import Book, Event, FeedStatus, Quote
+from arbd.testing.events import sample_quote, sample_status
+from arbd.testing.fake import open_fake
+from arbd_simplex.fake import SimplexFake
+
+from .conftest import running, wait_until
+
+ALL = {"price:BTC-USDT", "trades:BTC-USDT", "book:BTC-USDT", "candles:BTC-USDT"}
+
+
+def book(symbol: str = "BTC/USDT") -> Book:
+    return Book(
+        exchange="binance",
+        symbol=symbol,
+        bids=[("1", "1")],
+        asks=[("2", "1")],
+        depth=20,
+        timestamp=1,
+        received_ns=1_000_000,
+    )
+
+
+def test_a_book_announced_not_valid_is_announced_valid_before_its_next_book():
+    memory = SlotMemory("binance")
+    quiet = [sample_quote(), book()]
+    assert memory.settle(quiet) is quiet  # nothing to do: the same list, no copy
+    memory.settle([sample_status("binance", "resyncing", "BTC/USDT")])
+    assert memory.unsettled == {"BTC/USDT"}
+    out = memory.settle([sample_quote(), book("ETH/USDT"), book(), book()])
+    kinds = [type(e).__name__ for e in out]
+    assert kinds == ["Quote", "Book", "FeedStatus", "Book", "Book"]
+    status = out[2]
+    assert isinstance(status, FeedStatus)
+    assert (status.scope, status.state, status.symbol) == ("book", "valid", "BTC/USDT")
+    assert status.reason == RESYNCED_REASON
+    assert memory.unsettled == set()
+
+
+def test_a_session_that_announces_valid_itself_gets_no_second_one():
+    memory = SlotMemory("binance")
+    memory.settle([sample_status("binance", "invalid", "BTC/USDT")])
+    batch = [sample_status("binance", "valid", "BTC/USDT"), book()]
+    assert memory.settle(batch) is batch
+    assert memory.unsettled == set()
+
+
+def never_published_while_not_valid(events: list[Event]) -> bool:
+    state = "valid"
+    for event in events:
+        if isinstance(event, FeedStatus) and event.scope == "book":
+            state = event.state
+        elif isinstance(event, Book) and state != "valid":
+            return False
+    return True
+
+
+async def test_a_reconnect_after_stale_data_announces_subscriptions_live_and_books_valid(
+    virtual_time,
+):
+    async with open_fake(SimplexFake()) as fake:
+        async with running(fake, stale_after=2.0) as h:
+            conn = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: conn.subscriptions >= ALL)
+            fake.start_soon(fake.run_feed, 20.0)
+            await wait_until(lambda: len(h.of(Quote)) > 5 and h.of(Book))
+            # Stalled for three deadlines: stale, two resubscribes, then a new connection.
+            fake.faults.stall = True
+            with trio.fail_after(60):
+                await fake.wait_for(lambda: fake.connection_count == 2)
+            assert h.ctx.reconnects.get("stale") == 1
+            assert h.book_states("BTC/USDT")[-1] == "resyncing"
+            fake.faults.stall = False
+            second = fake.connections[-1]
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: second.subscriptions >= ALL)
+            await wait_until(lambda: h.book_states("BTC/USDT")[-1] == "valid")
+            await wait_until(
+                lambda: (
+                    {(s.channel, s.state) for s in h.statuses("subscription")[-2:]}
+                    == {("price", "live"), ("book", "live")}
+                )
+            )
+            assert never_published_while_not_valid(h.events)
+            assert h.statuses("connection")[-1].state == "live"
