@@ -15,15 +15,24 @@ announce changes relative to their own past, which left two announcements standi
   the old connection's :attr:`~arbd.feed.connection.Connection.not_live` subscriptions to the
   new one, which announces ``live`` when their data arrives.
 
-One :class:`SlotMemory` per slot, shared by its successive connections; not thread-safe.
+One :class:`SlotMemory` per slot, shared by its successive connections; not thread-safe. It
+must see what is actually published: during a rotation's hand-over the filter drops the
+replacement's unsequenced events and statuses until it becomes primary, so the connections
+stop settling their own output and :func:`handover_sink` settles what passes the filter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from arbd.exchange.book import book_status
 from arbd.model import Book, Event, FeedStatus
+
+if TYPE_CHECKING:
+    from arbd.feed.handover import Handover
+
+Sink = Callable[[Sequence[Event]], None]
 
 RESYNCED_REASON = "synchronized on a new connection"
 """The ``reason`` of a ``valid`` book status this module adds."""
@@ -67,3 +76,13 @@ class SlotMemory:
             if out is not None:
                 out.append(event)
         return events if out is None else out
+
+
+def handover_sink(sink: Sink, memory: SlotMemory, handover: Handover, source: object) -> Sink:
+    """The sink of one of the two connections during a hand-over: the filter first, then
+    :meth:`SlotMemory.settle` on what passed it, then ``sink``."""
+
+    def publish(events: Sequence[Event]) -> None:
+        sink(memory.settle(handover.filter(source, events)))
+
+    return publish

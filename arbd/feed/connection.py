@@ -127,6 +127,10 @@ class Connection:
         # event; read by the watchdog a few times per deadline.
         self.last_data: dict[type, dict[str, int]] = {t: {} for t, _ in _EVENT_TYPES}
         self.memory = memory or SlotMemory(spec.id)
+        self.settles = True
+        """Whether this connection settles its own output with ``memory``; off while a
+        rotation's hand-over filter sits between it and the hub (see
+        :func:`arbd.feed.carryover.handover_sink`)."""
         self.stale: set[Subscription] = set(not_live) & set(self.continuous_subscriptions())
         self._refused_reported: set[Subscription] = set()
         self._outbox: deque[str | bytes] = deque()
@@ -169,7 +173,7 @@ class Connection:
 
     def _publish(self, events: Sequence[Event]) -> None:
         """Publish events off the hot path (session effects, REST answers)."""
-        self.sink(self.memory.settle(events))
+        self.sink(self.memory.settle(events) if self.settles else events)
 
     def has_data(self, sub: Subscription) -> bool:
         for event_type, channel in _EVENT_TYPES:
@@ -241,7 +245,10 @@ class Connection:
                 if not self.live:
                     self._became_live()
                 # Rare: a book status in this read, or a book still announced not valid.
-                self.sink(memory.settle(events) if statuses or memory.unsettled else events)
+                if self.settles and (statuses or memory.unsettled):
+                    self.sink(memory.settle(events))
+                else:
+                    self.sink(events)
                 publish.observe_ns(wall_ns() - now)
             self._collect_session_output()
 

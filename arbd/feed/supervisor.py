@@ -33,7 +33,7 @@ from arbd.errors import FeedError, RateLimited
 from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter
 from arbd.feed.backoff import Backoff
 from arbd.feed.budget import ConnectionBudget
-from arbd.feed.carryover import SlotMemory
+from arbd.feed.carryover import SlotMemory, handover_sink
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection, Sink
 from arbd.feed.counters import FeedCounters
@@ -303,8 +303,9 @@ class ConnectionSupervisor:
             return False
         handover = Handover(primary=old)
         self._handover = handover
-        old.sink = lambda events: ctx.sink(handover.filter(old, events))
-        new.sink = lambda events: ctx.sink(handover.filter(new, events))
+        old.settles = new.settles = False
+        old.sink = handover_sink(ctx.sink, self.memory, handover, old)
+        new.sink = handover_sink(ctx.sink, self.memory, handover, new)
         await nursery.start(self._run_connection, new, nursery)
         with trio.move_on_after(HANDOVER_TIMEOUT):
             await live.wait()
@@ -318,6 +319,7 @@ class ConnectionSupervisor:
                 old.conn_id,
             )
             old.sink = ctx.sink
+            old.settles = True
             new.stop()
             return False
         handover.primary = new
@@ -329,6 +331,7 @@ class ConnectionSupervisor:
         ctx.sink([ctx.status("connection", "live", connection=self.slot, reason="rotated")])
         await trio.sleep(HANDOVER_GRACE)
         new.sink = ctx.sink
+        new.settles = True
         self._handover = None
         return True
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import trio
 
-from arbd.feed.carryover import RESYNCED_REASON, SlotMemory
+from arbd.feed.carryover import RESYNCED_REASON, SlotMemory, handover_sink
+from arbd.feed.handover import Handover
 from arbd.model import Book, Event, FeedStatus, Quote
 from arbd.testing.events import sample_quote, sample_status
 from arbd.testing.fake import open_fake
@@ -92,3 +93,23 @@ async def test_a_reconnect_after_stale_data_announces_subscriptions_live_and_boo
             )
             assert never_published_while_not_valid(h.events)
             assert h.statuses("connection")[-1].state == "live"
+
+
+def test_during_a_hand_over_only_what_passes_the_filter_counts():
+    """Found by the soak: the replacement connection's ``valid`` and unsequenced books are
+    dropped by the hand-over filter while the old connection is primary; if they were
+    counted, the replacement's later books (once primary) came without ``valid`` after the
+    old connection's ``resyncing``."""
+    published: list[Event] = []
+    memory = SlotMemory("kraken")
+    old, new = object(), object()
+    handover = Handover(primary=old)
+    old_sink = handover_sink(published.extend, memory, handover, old)
+    new_sink = handover_sink(published.extend, memory, handover, new)
+    old_sink([sample_status("kraken", "resyncing", "BTC/USDT")])
+    new_sink([book()])  # not primary yet: dropped, and the book stays unsettled
+    assert memory.unsettled == {"BTC/USDT"}
+    handover.primary = new
+    new_sink([book()])
+    assert never_published_while_not_valid(published)
+    assert [type(e).__name__ for e in published] == ["FeedStatus", "FeedStatus", "Book"]
