@@ -313,7 +313,11 @@ class Connection:
                 frame = outbox.popleft()
                 if limit:
                     sent.append(self.clock.now())
-                client.send_text(frame)
+                try:
+                    client.send_text(frame)
+                except FeedError as exc:  # closing: the reader reports the close too
+                    self._fail(exc)
+                    return
                 if recorder is not None:
                     recorder.send(self.conn_id, self.clock.wall_ns(), frame)
             await self._flush()
@@ -370,7 +374,11 @@ class Connection:
                 if self._ping_payload is None:
                     self._ping_payload = payload
                     self._ping_sent_at = now
-                self.client.send_ping(payload)
+                try:
+                    self.client.send_ping(payload)
+                except FeedError as exc:
+                    self._fail(exc)
+                    return
                 self._wake_sender.set()
                 next_ping = now + (ping_every or math.inf)
             if now >= next_app:
