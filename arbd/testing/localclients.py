@@ -96,6 +96,7 @@ class ClientLog:
     bad_answered: int = 0
     bad_failures: list[str] = field(default_factory=list)
     refused: int = 0
+    connect_failures: list[str] = field(default_factory=list)
 
 
 class _Msg(msgspec.Struct):
@@ -134,8 +135,8 @@ async def healthy_client(url: str, published_at: PublishedAt, log: ClientLog) ->
                             (log.stalled if stalled else log.calm).add(now - at)
                     elif msg.type == "lag":
                         log.dropped[stalled] += msg.dropped
-        except (ProbeClosed, HandshakeRefused, OSError) as exc:
-            log.healthy_disconnects.append(f"{trio.current_time():.1f}: {exc}")
+        except (ProbeClosed, HandshakeRefused, OSError, trio.TooSlowError) as exc:
+            log.healthy_disconnects.append(f"{trio.current_time():.1f}: {exc!r}")
             await trio.sleep(1.0)
 
 
@@ -240,6 +241,8 @@ async def run_clients(
                     await _churn(url, own)
         except HandshakeRefused:
             log.refused += 1
+        except (OSError, trio.TooSlowError) as exc:  # the server did not accept the connection
+            log.connect_failures.append(f"{trio.current_time():.1f}: {exc!r}")
         except ProbeClosed:
             if behaviour == "garbage":
                 log.bad_failures.append("closed by the server")

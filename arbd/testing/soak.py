@@ -23,6 +23,7 @@ import os
 import random
 import resource
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +106,16 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
     ]
     built = create_fakes(registry, exchanges, seed=settings.seed, symbols=symbols)
     fakes = {ex: fake for ex, fake in built.items() if isinstance(fake, MarketFake)}
+    for fake in fakes.values():
+        # Nothing reads the fakes' request and message logs here; at their default length
+        # (10,000 each) they are megabytes of RSS growing for the first half hour, which
+        # says nothing about the daemon's memory.
+        fake.max_history = 100
     real_start, cpu_start = time.perf_counter(), time.process_time()
     notes: list[str] = []
     exit_reason: list[str] = []
     rss: list[tuple[float, int]] = []
+    fds: list[int] = []
     clients = ClientLog()
     chaos = ChaosLog()
     async with trio.open_nursery() as nursery:
@@ -147,7 +154,8 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
             try:
                 await daemon.run(task_status=task_status)
             except Exception as exc:  # noqa: BLE001 - invariant 1 reports it; the run goes on
-                exit_reason.append(f"raised {exc!r}")
+                exit_reason.append(f"raised {exc!r} at {trio.current_time() - start:.1f} s")
+                traceback.print_exception(exc)
             else:
                 exit_reason.append("returned")
 
@@ -181,6 +189,7 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
             checker.sweep(now)
             if now >= next_rss:
                 rss.append((now - start, rss_bytes()))
+                fds.append(len(os.listdir("/proc/self/fd")))
                 next_rss += 5.0
         checker.finish(trio.current_time())
         status = daemon.status()
@@ -208,8 +217,20 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
         f"{settings.rotate_after:g} s (margin 15 s), backoff 0.2-5 s",
         "local clients": ", ".join(f"{n} {b}" for b, n in clients.started.items())
         + f" (+1 healthy); {clients.stallers_closed_by_server} stallers closed by the server, "
-        f"{clients.refused} handshakes refused",
+        f"{clients.refused} handshakes refused, {len(clients.connect_failures)} connections "
+        "not accepted",
         "peak RSS": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        "RSS by tenth of the run": " ".join(
+            f"{rss[min(len(rss) - 1, len(rss) * k // 10)][1] / 2**20:.0f}" for k in range(1, 11)
+        )
+        + " MB"
+        if rss
+        else "-",
+        "open files by tenth of the run": " ".join(
+            str(fds[min(len(fds) - 1, len(fds) * k // 10)]) for k in range(1, 11)
+        )
+        if fds
+        else "-",
     }
     return SoakResult(
         params={k: str(v) for k, v in params.items()},

@@ -88,14 +88,18 @@ def build_rows(result: SoakResult, limits: Limits) -> list[Row]:
         found = next((v for v in result.violations if v.invariant == n), None)
         return "" if found is None else f"first at {found.at:.0f} s: {found.detail}"
 
+    refused = result.clients.connect_failures
+    problems = [
+        p for p in (result.daemon_exit, refused and f"server refused TCP: {refused[0]}") if p
+    ]
     rows = [
         Row(
             1,
             "the daemon never exits",
-            result.daemon_exit is None,
-            "its task at the end",
-            0 if result.daemon_exit is None else 1,
-            result.daemon_exit or "running at the end, no exception",
+            not problems,
+            "its task at the end, every client connect",
+            len(problems),
+            "; ".join(problems) or "running at the end, no exception",
         )
     ]
     texts = {
