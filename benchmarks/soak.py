@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         fault_interval=args.fault_interval,
         rate=args.rate,
     )
-    limits = Limits(warmup=min(120.0, minutes * 60 / 5))
+    # Warm-up: a third of the run, while the fakes' and the checker's bounded buffers fill
+    # (docs/soak.md, "Memory").
+    limits = Limits(warmup=minutes * 60 / 3)
     print(f"soak: {minutes:g} min at {args.rate:g}x, seed {args.seed}", file=sys.stderr)
     result = trio.run(
         run_soak, load_plugins(), settings, clock=trio.testing.MockClock(rate=args.rate)
@@ -116,6 +118,7 @@ def write_report(path: Path, text: str) -> None:
         if MARKER in old:
             head = old[: old.index(MARKER)]
     path.write_text(f"{head}{MARKER}\n\n{text}", encoding="utf-8")
+
 
 if __name__ == "__main__":
     sys.exit(main())

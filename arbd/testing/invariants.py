@@ -257,20 +257,27 @@ class InvariantChecker:
         now: float,
         why: str = "",
     ) -> None:
-        """Something in this scope stopped being healthy: faults covering it start over."""
-        for fault in self._open:
-            if fault.exchange != exchange or (symbol is not None and symbol not in fault.symbols):
-                continue
-            mine = [c for c in channels if c in fault.channels]
-            if not mine:
-                continue
-            fault.detected = True
-            fault.last_trouble = now
-            if len(fault.trouble) < 8:
-                fault.trouble.append(f"{now:.1f} {why}")
-            symbols = fault.symbols if symbol is None else (symbol,)
-            fault.pending.update((s, c) for s in symbols for c in mine)
-            fault.cleared_at = None
+        """Something in this scope stopped being healthy: the latest fault covering it (the
+        likeliest cause, so earlier faults' recovery times are not stretched by later faults
+        on a part of their scope) starts its recovery over."""
+        fault = None
+        for candidate in self._open:
+            if (
+                candidate.exchange == exchange
+                and (symbol is None or symbol in candidate.symbols)
+                and any(c in candidate.channels for c in channels)
+            ):
+                fault = candidate  # _open is in injection order: the last match is the latest
+        if fault is None:
+            return
+        mine = [c for c in channels if c in fault.channels]
+        fault.detected = True
+        fault.last_trouble = now
+        if len(fault.trouble) < 8:
+            fault.trouble.append(f"{now:.1f} {why}")
+        symbols = fault.symbols if symbol is None else (symbol,)
+        fault.pending.update((s, c) for s in symbols for c in mine)
+        fault.cleared_at = None
 
     def published_at(
         self, channel: str, exchange: str, symbol: str, received_ns: int

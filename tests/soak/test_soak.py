@@ -19,7 +19,7 @@ def test_a_short_soak_holds_every_invariant():
     result = trio.run(
         run_soak, load_plugins(), settings, clock=trio.testing.MockClock(rate=settings.rate)
     )
-    limits = Limits(warmup=72.0)
+    limits = Limits(warmup=120.0)
     text, ok = render(result, limits)
     assert ok, text
     rows = {row.number: row for row in build_rows(result, limits)}

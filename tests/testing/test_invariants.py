@@ -285,3 +285,19 @@ def test_publish_times_are_kept_for_recent_events_only():
         c.observe([quote("binance", "1", "2", MS + 2 + n)], 6.0)
     assert c.published_at("price", "binance", "BTC/USDT", (MS + 1) * 1_000_000) is None
     assert len(c._published) + len(c._published_old) <= 40_000
+
+
+def test_trouble_goes_to_the_latest_fault_covering_it():
+    """A gap on one symbol after an exchange-wide fault recovered does not stretch that
+    fault's recovery: the gap is the likelier cause."""
+    c = checker(silence_limit=100.0)
+    garbage = c.fault_started("garbage", "kraken", ["BTC/USDT"], 1.0)
+    c.fault_ended(garbage, 3.0)
+    data(c, "kraken", 3.5)
+    gap = c.fault_started("gap", "kraken", ["BTC/USDT"], 4.0, channels=("book",))
+    c.fault_ended(gap, 4.0)
+    c.observe([sample_status("kraken", "invalid", "BTC/USDT")], 4.2)
+    c.observe([sample_status("kraken", "valid", "BTC/USDT"), book("kraken", "1", "2", MS)], 5.0)
+    c.sweep(20.0)
+    assert (garbage.recovery, garbage.detected) == (0.5, False)
+    assert (gap.recovery, gap.detected) == (1.0, True)
