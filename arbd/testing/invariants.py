@@ -40,11 +40,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from arbd.model import SLOT_REMOVED, Arbitrage, Book, Event, FeedStatus, Quote
+from arbd.model import Arbitrage, Book, Event, FeedStatus, Quote
+from arbd.testing.health import FeedHealth
 
-DOWN_STATES: Final = frozenset({"connecting", "subscribing", "backoff", "stopped", "failed"})
-"""Connection states in which an exchange's data cannot be trusted to flow."""
-BAD_BOOK: Final = frozenset({"invalid", "resyncing"})
 _CHANNEL: Final = {Quote: "price", Book: "book"}
 PUBLISHED_KEEP: Final = 20_000
 
@@ -125,11 +123,7 @@ class InvariantChecker:
         self.faults: list[Fault] = []
         """Every fault, open or closed, in injection order."""
         self._open: list[Fault] = []
-        self._slots: dict[str, dict[str, str]] = {}
-        self._failed: set[str] = set()
-        self._books: dict[tuple[str, str], str] = {}
-        self._subs: dict[tuple[str, str], set[str]] = {}
-        """(exchange, symbol) -> price/book channels whose subscription is not live"""
+        self.health = FeedHealth()
         self._tops: dict[tuple[str, str], _Top] = {}
         self._last: dict[tuple[str, str, str], float] = {
             (ex, s, c): start
@@ -183,11 +177,9 @@ class InvariantChecker:
         key = (event.exchange, event.symbol)
         if isinstance(event, Book):
             self.checked[2] += 1
-            state = self._books.get(key, "valid")
-            if state in BAD_BOOK:
+            state = self.health.book_published(*key)
+            if state is not None:
                 self._violate(2, now, f"{key[0]} {key[1]}: book published while {state}")
-                # One cause, one report: the engine takes a published book as valid too.
-                self._books[key] = "valid"
             bid = event.bids[0][0] if event.bids else ""
             ask = event.asks[0][0] if event.asks else ""
             if bid and ask and float(bid) >= float(ask):
@@ -219,35 +211,10 @@ class InvariantChecker:
                     fault.last_key = (key[1], channel)
 
     def _status(self, event: FeedStatus, now: float) -> None:
-        ex, scope, state = event.exchange, event.scope, event.state
-        if scope == "connection":
-            slots = self._slots.setdefault(ex, {})
-            if event.reason == SLOT_REMOVED:
-                slots.pop(event.connection, None)
-            else:
-                slots[event.connection] = state
-                if state == "live":
-                    self._failed.discard(ex)
-            if state in DOWN_STATES:
-                self._unhealthy(ex, None, self.channels, now, f"{event.connection} {state}")
-        elif scope == "exchange":
-            if state == "failed":
-                self._failed.add(ex)
-                self._unhealthy(ex, None, self.channels, now, "exchange failed")
-            else:
-                self._failed.discard(ex)
-        elif scope == "book":
-            self._books[ex, event.symbol] = state
-            if state in BAD_BOOK:
-                self._unhealthy(ex, event.symbol, ("book",), now, f"{event.symbol} book {state}")
-        elif scope == "subscription" and event.channel in ("price", "book"):
-            bad = self._subs.setdefault((ex, event.symbol), set())
-            if state == "live":
-                bad.discard(event.channel)
-            else:
-                bad.add(event.channel)
-                why = f"{event.symbol} {event.channel} {state}"
-                self._unhealthy(ex, event.symbol, (event.channel,), now, why)
+        trouble = self.health.apply(event)
+        if trouble is not None:
+            exchange, symbol, channels, why = trouble
+            self._unhealthy(exchange, symbol, channels, now, why)
 
     def _unhealthy(
         self,
@@ -290,39 +257,11 @@ class InvariantChecker:
 
     # -- health -------------------------------------------------------------------------------
 
-    def exchange_down(self, exchange: str) -> str | None:
-        if exchange in self._failed:
-            return "exchange failed"
-        for slot, state in self._slots.get(exchange, {}).items():
-            if state in DOWN_STATES:
-                return f"connection {slot} {state}"
-        return None
-
     def symbol_problem(self, exchange: str, symbol: str) -> str | None:
-        """Why (exchange, symbol) cannot be used now (as an arbitrage leg), or None."""
-        down = self.exchange_down(exchange)
-        if down is not None:
-            return down
-        book = self._books.get((exchange, symbol), "valid")
-        if book in BAD_BOOK:
-            return f"book {book}"
-        bad = self._subs.get((exchange, symbol))
-        if bad:
-            return f"{'/'.join(sorted(bad))} subscription not live"
-        return None
+        return self.health.symbol_problem(exchange, symbol)
 
     def channel_problem(self, exchange: str, symbol: str, channel: str) -> str | None:
-        """Why ``channel`` of (exchange, symbol) is not delivering healthy data now, or None."""
-        down = self.exchange_down(exchange)
-        if down is not None:
-            return down
-        if channel == "book":
-            book = self._books.get((exchange, symbol), "valid")
-            if book in BAD_BOOK:
-                return f"book {book}"
-        if channel in self._subs.get((exchange, symbol), ()):
-            return f"{channel} subscription not live"
-        return None
+        return self.health.channel_problem(exchange, symbol, channel)
 
     def _leg_states(self, legs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], _LegState]:
         states: dict[tuple[str, str], _LegState] = {}
