@@ -26,9 +26,10 @@ What is checked (the numbers are the soak report's rows):
 4. Every fault recovers: after the fault ends, the affected symbols' exchange and
    subscriptions must be healthy and every affected (symbol, channel) must have data that
    arrived while healthy, within ``deadline`` seconds. A fault is only closed ``settle``
-   seconds after it ended (a sequence gap or a stall shows up a little later); any unhealthy
-   status meanwhile restarts its recovery. Time to recover = when the last affected
-   subscription had healthy data, minus the end of the fault.
+   seconds after it ended (a sequence gap or a stall shows up a little later); an unhealthy
+   status meanwhile restarts the recovery of the latest fault covering it (the likeliest
+   cause). Time to recover = when the last affected subscription had healthy data, minus the
+   end of the fault.
 5. No subscription is silently lost: a fault whose statuses all say healthy but whose
    subscriptions have no data by the deadline, and any subscribed (exchange, symbol, channel)
    silent for ``silence_limit`` seconds while no fault is open on its exchange.
@@ -45,6 +46,7 @@ from arbd.testing.health import FeedHealth
 
 _CHANNEL: Final = {Quote: "price", Book: "book"}
 PUBLISHED_KEEP: Final = 20_000
+KEEP_VIOLATIONS: Final = 100
 
 
 @dataclass
@@ -118,6 +120,8 @@ class InvariantChecker:
         self.deadline = deadline
         self.silence_limit = silence_limit
         self.violations: list[Violation] = []
+        """The first ``KEEP_VIOLATIONS`` of each invariant (a bug may repeat per event)."""
+        self.violation_counts: dict[int, int] = {}
         self.checked: dict[int, int] = {2: 0, 3: 0, 4: 0, 5: 0}
         """How many things each invariant looked at (books, opportunities, faults, sweeps)."""
         self.faults: list[Fault] = []
@@ -389,10 +393,12 @@ class InvariantChecker:
         return list(self._open)
 
     def _violate(self, invariant: int, now: float, detail: str) -> None:
-        self.violations.append(Violation(invariant, now, detail))
+        n = self.violation_counts[invariant] = self.violation_counts.get(invariant, 0) + 1
+        if n <= KEEP_VIOLATIONS:
+            self.violations.append(Violation(invariant, now, detail))
 
     def count(self, invariant: int) -> int:
-        return sum(1 for v in self.violations if v.invariant == invariant)
+        return self.violation_counts.get(invariant, 0)
 
 
 def _legs(e: Arbitrage) -> tuple[tuple[str, str], tuple[str, str]]:

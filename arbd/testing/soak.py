@@ -196,8 +196,10 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
         published = daemon.hub.published
         nursery.cancel_scope.cancel()
     violations = list(checker.violations)
+    counts = dict(checker.violation_counts)
     if exit_reason:
         violations.append(Violation(1, duration, f"the daemon's task {exit_reason[0]}"))
+        counts[1] = 1
     real = time.perf_counter() - real_start
     cpu = time.process_time() - cpu_start
     reconnects = ", ".join(f"{e.exchange} {e.reconnects}" for e in status.exchanges)
@@ -236,6 +238,7 @@ async def run_soak(registry: PluginRegistry, settings: SoakSettings) -> SoakResu
         params={k: str(v) for k, v in params.items()},
         daemon_exit=exit_reason[0] if exit_reason else None,
         violations=violations,
+        violation_counts=counts,
         checked=dict(checker.checked),
         faults=list(checker.faults),
         rss=rss,

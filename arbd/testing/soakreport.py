@@ -38,6 +38,9 @@ class SoakResult:
     rss: list[tuple[float, int]]
     """(seconds into the run, resident bytes)"""
     clients: ClientLog
+    violation_counts: dict[int, int] | None = None
+    """Violations per invariant (``violations`` may hold only the first ones); None: count
+    ``violations``."""
     rate: float = 1.0
     """Virtual seconds per real second: client delays are reported in real ms."""
     notes: list[str] = field(default_factory=list)
@@ -83,6 +86,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def build_rows(result: SoakResult, limits: Limits) -> list[Row]:
     counts = {n: sum(1 for v in result.violations if v.invariant == n) for n in range(1, 9)}
+    counts.update(result.violation_counts or {})
 
     def first(n: int) -> str:
         found = next((v for v in result.violations if v.invariant == n), None)

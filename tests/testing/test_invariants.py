@@ -301,3 +301,10 @@ def test_trouble_goes_to_the_latest_fault_covering_it():
     c.sweep(20.0)
     assert (garbage.recovery, garbage.detected) == (0.5, False)
     assert (gap.recovery, gap.detected) == (1.0, True)
+
+
+def test_a_violation_repeated_per_event_is_counted_but_kept_only_a_hundred_times():
+    c = checker()
+    c.observe([book("binance", "3", "2", MS) for _ in range(150)], 1.0)
+    assert c.count(2) == 150
+    assert len(c.violations) == 100
