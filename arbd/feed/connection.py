@@ -171,6 +171,19 @@ class Connection:
         """Subscriptions last announced ``stale`` or ``refused`` on this connection."""
         return self.stale | self._refused_reported
 
+    def take_over(self, previous_not_live: set[Subscription]) -> None:
+        """This connection just became its slot's primary (rotation). What it announced
+        before was dropped by the hand-over filter, so announce where it differs from the
+        previous primary: ``live`` for what that one left stale or refused and this one
+        receives, ``stale``/``refused`` for the reverse (found by the soak: a subscription
+        stayed ``stale`` for good after a rotation)."""
+        mine = self.not_live
+        for sub in sorted(previous_not_live - mine):
+            self._sub_status(sub, "live", "rotated to a new connection")
+        for sub in sorted(mine - previous_not_live):
+            state = "refused" if sub in self._refused_reported else "stale"
+            self._sub_status(sub, state, "rotated to a new connection")
+
     def _publish(self, events: Sequence[Event]) -> None:
         """Publish events off the hot path (session effects, REST answers)."""
         self.sink(self.memory.settle(events) if self.settles else events)

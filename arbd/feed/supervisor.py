@@ -323,6 +323,7 @@ class ConnectionSupervisor:
             new.stop()
             return False
         handover.primary = new
+        new.take_over(old.not_live)
         self.current = new
         self.rotations += 1
         log.info("%s: rotated %s -> %s", ctx.exchange, old.conn_id, new_id)

@@ -4,13 +4,19 @@ connection that replaces the one that announced them."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import trio
 
+from arbd.exchange.adapter import ConnectionPlan
 from arbd.feed.carryover import RESYNCED_REASON, SlotMemory, handover_sink
+from arbd.feed.clock import TrioClock
+from arbd.feed.connection import Connection
 from arbd.feed.handover import Handover
-from arbd.model import Book, Event, FeedStatus, Quote
+from arbd.model import Book, Event, FeedStatus, Quote, Subscription
 from arbd.testing.events import sample_quote, sample_status
 from arbd.testing.fake import open_fake
+from arbd_simplex.adapter import SimplexAdapter
 from arbd_simplex.fake import SimplexFake
 
 from .conftest import running, wait_until
@@ -113,3 +119,63 @@ def test_during_a_hand_over_only_what_passes_the_filter_counts():
     new_sink([book()])
     assert never_published_while_not_valid(published)
     assert [type(e).__name__ for e in published] == ["FeedStatus", "FeedStatus", "Book"]
+
+
+async def test_a_rotation_away_from_a_stale_connection_announces_the_subscriptions_live(
+    virtual_time,
+):
+    """Found by the soak: the replacement saw the data and said ``live`` while it was not yet
+    primary, so the hand-over filter dropped it, and the old connection's ``stale`` stood."""
+    async with open_fake(SimplexFake()) as fake:
+        # rotate_after 15 s with rotation_margin 10 s: the replacement opens at 5 s.
+        async with running(fake, stale_after=2.0, rotate_after=15.0) as h:
+            first = await fake.wait_connected()
+            with trio.fail_after(10):
+                await fake.wait_for(lambda: first.subscriptions >= ALL)
+            fake.start_soon(fake.run_feed, 20.0)
+            await wait_until(lambda: len(h.of(Quote)) > 5 and h.of(Book))
+            first.faults.stall = True  # this connection only: its replacement gets data
+            await wait_until(
+                lambda: any(s.state == "stale" for s in h.statuses("subscription")), 10
+            )
+            await wait_until(lambda: h.feed.supervisors[0].rotations >= 1, 30)
+            assert fake.connection_count == 2
+
+            def last() -> dict[tuple[str, str], str]:
+                return {(s.channel, s.symbol): s.state for s in h.statuses("subscription")}
+
+            # Whenever the replacement's watchdog ticked (before or after the switch), the
+            # subscriptions end up announced live.
+            await wait_until(
+                lambda: last() == {("price", "BTC/USDT"): "live", ("book", "BTC/USDT"): "live"},
+                5,
+            )
+            assert never_published_while_not_valid(h.events)
+
+
+async def test_taking_over_announces_where_the_new_primary_differs():
+    """The unit under the rotation test: what the previous primary left stale and the new one
+    receives is announced live; what only the new one has stale is announced stale."""
+    price, book_sub, trades = (
+        Subscription("price", "BTC/USDT"),
+        Subscription("book", "BTC/USDT"),
+        Subscription("trades", "BTC/USDT"),
+    )
+    plan = ConnectionPlan(url="ws://x", subscriptions=(price, book_sub, trades))
+    published: list[Event] = []
+    conn = Connection(
+        conn_id="simplex-1.2",
+        slot="simplex-1",
+        spec=SimplexAdapter.spec,
+        session=SimpleNamespace(plan=plan),  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        sink=published.extend,
+        clock=TrioClock(),
+        stale_after=2.0,
+        not_live=[price, trades],  # trades is not watched: not inherited
+    )
+    assert conn.not_live == {price}
+    conn.stale = {book_sub}  # since then: price came, the book went quiet
+    conn.take_over({price})
+    said = [(e.channel, e.state) for e in published if isinstance(e, FeedStatus)]
+    assert said == [("price", "live"), ("book", "stale")]
