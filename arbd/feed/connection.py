@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -44,6 +44,7 @@ from arbd.exchange.adapter import (
     HttpRequest,
     HttpResponse,
 )
+from arbd.feed.carryover import SlotMemory
 from arbd.feed.counters import FeedCounters
 from arbd.feed.transport import RECEIVE_SIZE, WebSocketClient, describe
 from arbd.model import Book, Candle, Event, FeedStatus, Quote, Subscription, Trade, ms_from_ns
@@ -96,9 +97,14 @@ class Connection:
         on_live: Callable[[], None] | None = None,
         on_health: Callable[[Connection, bool], None] | None = None,
         counters: FeedCounters | None = None,
+        memory: SlotMemory | None = None,
+        not_live: Iterable[Subscription] = (),
     ) -> None:
         """``counters``: the exchange's cumulative counters, which this connection adds its
-        events per channel and per-read latencies to (a fresh set when not given)."""
+        events per channel and per-read latencies to (a fresh set when not given).
+        ``memory`` and ``not_live``: what the slot's previous connection announced
+        (:mod:`arbd.feed.carryover`): book validity, and the subscriptions it left stale or
+        refused, which this connection announces ``live`` once their data arrives."""
         self.conn_id = conn_id
         self.slot = slot or conn_id
         """The supervisor's stable name for this connection, used in status events."""
@@ -120,7 +126,12 @@ class Connection:
         # Last wall-clock ns an event arrived, per event type, per symbol. Written once per
         # event; read by the watchdog a few times per deadline.
         self.last_data: dict[type, dict[str, int]] = {t: {} for t, _ in _EVENT_TYPES}
-        self.stale: set[Subscription] = set()
+        self.memory = memory or SlotMemory(spec.id)
+        self.settles = True
+        """Whether this connection settles its own output with ``memory``; off while a
+        rotation's hand-over filter sits between it and the hub (see
+        :func:`arbd.feed.carryover.handover_sink`)."""
+        self.stale: set[Subscription] = set(not_live) & set(self.continuous_subscriptions())
         self._refused_reported: set[Subscription] = set()
         self._outbox: deque[str | bytes] = deque()
         self._wake_sender = trio.Event()
@@ -155,6 +166,28 @@ class Connection:
         """End this connection without error (rotation, shutdown): ``run`` returns."""
         self._nursery.cancel_scope.cancel()
 
+    @property
+    def not_live(self) -> set[Subscription]:
+        """Subscriptions last announced ``stale`` or ``refused`` on this connection."""
+        return self.stale | self._refused_reported
+
+    def take_over(self, previous_not_live: set[Subscription]) -> None:
+        """This connection just became its slot's primary (rotation). What it announced
+        before was dropped by the hand-over filter, so announce where it differs from the
+        previous primary: ``live`` for what that one left stale or refused and this one
+        receives, ``stale``/``refused`` for the reverse (found by the soak: a subscription
+        stayed ``stale`` for good after a rotation)."""
+        mine = self.not_live
+        for sub in sorted(previous_not_live - mine):
+            self._sub_status(sub, "live", "rotated to a new connection")
+        for sub in sorted(mine - previous_not_live):
+            state = "refused" if sub in self._refused_reported else "stale"
+            self._sub_status(sub, state, "rotated to a new connection")
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        """Publish events off the hot path (session effects, REST answers)."""
+        self.sink(self.memory.settle(events) if self.settles else events)
+
     def has_data(self, sub: Subscription) -> bool:
         for event_type, channel in _EVENT_TYPES:
             if channel == sub.channel:
@@ -183,6 +216,7 @@ class Connection:
         counters = self.counters
         events_by_type = counters.events_by_type
         ingest, publish = counters.ingest_latency, counters.publish_latency
+        memory = self.memory
         while True:
             try:
                 data = await receive_some(RECEIVE_SIZE)
@@ -212,15 +246,22 @@ class Connection:
             if events:
                 # Latency per socket read, not per message: one clock read each.
                 ingest.observe_ns(wall_ns() - now)
+                statuses = False
                 for event in events:
                     event_type = type(event)
                     seen = by_type.get(event_type)
                     if seen is not None:
                         seen[event.symbol] = now
+                    elif event_type is FeedStatus:
+                        statuses = True
                     events_by_type[event_type] = events_by_type.get(event_type, 0) + 1
                 if not self.live:
                     self._became_live()
-                self.sink(events)
+                # Rare: a book status in this read, or a book still announced not valid.
+                if self.settles and (statuses or memory.unsettled):
+                    self.sink(memory.settle(events))
+                else:
+                    self.sink(events)
                 publish.observe_ns(wall_ns() - now)
             self._collect_session_output()
 
@@ -242,7 +283,7 @@ class Connection:
                 self._http_send.send_nowait(request)
             emitted = session.take_events()
             if emitted:
-                self.sink(emitted)
+                self._publish(emitted)
             if session.reconnect_reason is not None:
                 self._fail(ReconnectRequested(f"{self.exchange}: {session.reconnect_reason}"))
         if session.refused and len(session.refused) > len(self._refused_reported):
@@ -285,7 +326,11 @@ class Connection:
                 frame = outbox.popleft()
                 if limit:
                     sent.append(self.clock.now())
-                client.send_text(frame)
+                try:
+                    client.send_text(frame)
+                except FeedError as exc:  # closing: the reader reports the close too
+                    self._fail(exc)
+                    return
                 if recorder is not None:
                     recorder.send(self.conn_id, self.clock.wall_ns(), frame)
             await self._flush()
@@ -342,7 +387,11 @@ class Connection:
                 if self._ping_payload is None:
                     self._ping_payload = payload
                     self._ping_sent_at = now
-                self.client.send_ping(payload)
+                try:
+                    self.client.send_ping(payload)
+                except FeedError as exc:
+                    self._fail(exc)
+                    return
                 self._wake_sender.set()
                 next_ping = now + (ping_every or math.inf)
             if now >= next_app:
@@ -400,7 +449,9 @@ class Connection:
                     newly_stale.append(sub)
                     self._sub_status(sub, "stale", f"no data for {(now - since) / 1e9:.1f} s")
             healthy = not self.stale
-            if healthy != self._healthy:
+            # Before its first data a connection is "subscribing", not "stale" (subscriptions
+            # inherited stale from the previous connection must not make it look up).
+            if healthy != self._healthy and self.live:
                 self._healthy = healthy
                 if self.on_health is not None:
                     self.on_health(self, healthy)
@@ -464,7 +515,7 @@ class Connection:
                         _log_frame_error(self.exchange, exc, body)
                         self.session.on_http_failed(request, f"unparseable response: {exc}", events)
             if events:
-                self.sink(events)
+                self._publish(events)
             self._collect_session_output()
 
 

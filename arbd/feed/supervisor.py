@@ -33,6 +33,7 @@ from arbd.errors import FeedError, RateLimited
 from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter
 from arbd.feed.backoff import Backoff
 from arbd.feed.budget import ConnectionBudget
+from arbd.feed.carryover import SlotMemory, handover_sink
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection, Sink
 from arbd.feed.counters import FeedCounters
@@ -154,6 +155,8 @@ class ConnectionSupervisor:
         self._serial = itertools.count(1)
         self.attempts = 0
         self.current: Connection | None = None
+        self.memory = SlotMemory(ctx.exchange)
+        """Book validity as this slot's connections announced it (outlives each of them)."""
         self.rotations = 0
         self._handover: Handover | None = None
         self._failure: FeedError | None = None
@@ -300,8 +303,9 @@ class ConnectionSupervisor:
             return False
         handover = Handover(primary=old)
         self._handover = handover
-        old.sink = lambda events: ctx.sink(handover.filter(old, events))
-        new.sink = lambda events: ctx.sink(handover.filter(new, events))
+        old.settles = new.settles = False
+        old.sink = handover_sink(ctx.sink, self.memory, handover, old)
+        new.sink = handover_sink(ctx.sink, self.memory, handover, new)
         await nursery.start(self._run_connection, new, nursery)
         with trio.move_on_after(HANDOVER_TIMEOUT):
             await live.wait()
@@ -315,9 +319,11 @@ class ConnectionSupervisor:
                 old.conn_id,
             )
             old.sink = ctx.sink
+            old.settles = True
             new.stop()
             return False
         handover.primary = new
+        new.take_over(old.not_live)
         self.current = new
         self.rotations += 1
         log.info("%s: rotated %s -> %s", ctx.exchange, old.conn_id, new_id)
@@ -326,6 +332,7 @@ class ConnectionSupervisor:
         ctx.sink([ctx.status("connection", "live", connection=self.slot, reason="rotated")])
         await trio.sleep(HANDOVER_GRACE)
         new.sink = ctx.sink
+        new.settles = True
         self._handover = None
         return True
 
@@ -352,6 +359,9 @@ class ConnectionSupervisor:
             on_live=on_live,
             on_health=self._health_changed,
             counters=ctx.counters,
+            memory=self.memory,
+            # What the previous connection left stale is stale until this one's data says not.
+            not_live=self.current.not_live if self.current is not None else (),
         )
 
     def _health_changed(self, connection: Connection, healthy: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Final
 
 import trio
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidState, InvalidStatus, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
@@ -179,14 +179,25 @@ class WebSocketClient:
     # -- sending ------------------------------------------------------------------------------
 
     def send_text(self, frame: str | bytes) -> None:
-        """Queue a frame: ``str`` as a text frame, ``bytes`` as a binary frame."""
-        if isinstance(frame, str):
-            self.protocol.send_text(frame.encode())
-        else:
-            self.protocol.send_binary(frame)
+        """Queue a frame: ``str`` as a text frame, ``bytes`` as a binary frame.
+
+        Raises ``PeerClosed`` once the connection is closing (the peer's close frame may be
+        parsed while the session still has frames to send: found by the soak, where the
+        library's ``InvalidState`` escaped the sender and ended the whole daemon)."""
+        try:
+            if isinstance(frame, str):
+                self.protocol.send_text(frame.encode())
+            else:
+                self.protocol.send_binary(frame)
+        except InvalidState:
+            raise PeerClosed(self._close_text()) from None
 
     def send_ping(self, payload: bytes) -> None:
-        self.protocol.send_ping(payload)
+        """Queue a ping (allowed while closing). Raises ``PeerClosed`` once closed."""
+        try:
+            self.protocol.send_ping(payload)
+        except InvalidState:
+            raise PeerClosed(self._close_text()) from None
 
     def pending_output(self) -> bytes:
         """Everything the protocol wants written (pongs, queued frames, close), as one buffer."""

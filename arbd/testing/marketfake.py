@@ -204,6 +204,9 @@ class MarketFake(FakeExchangeServer):
     """
 
     candle_interval_ms: int = 60_000
+    checksums: bool = False
+    """Whether this exchange's book frames carry a checksum, i.e. whether
+    :meth:`corrupt_checksum` has any effect (chaos runs only inject it where it does)."""
 
     def __init__(
         self,

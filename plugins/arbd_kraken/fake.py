@@ -253,6 +253,7 @@ class KrakenFake(MarketFake):
 
     websocket_paths = (WS_PATH,)
     ws_path = WS_PATH
+    checksums = True
 
     def __init__(
         self,

@@ -183,6 +183,7 @@ class OkxFake(MarketFake):
 
     websocket_paths = (PUBLIC_PATH, BUSINESS_PATH)
     ws_path = PUBLIC_PATH
+    checksums = True
 
     def __init__(
         self,
