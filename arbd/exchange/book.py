@@ -114,11 +114,6 @@ class _Side:
         levels = self.levels
         return levels[0] if levels else None
 
-    def truncate(self, n: int) -> None:
-        """Keep only the best ``n`` levels."""
-        del self.keys[n:]
-        del self.levels[n:]
-
 
 class OrderBook:
     """L2 book for one symbol. Call ``apply`` / ``replace``; read ``top``, ``best_bid``, etc."""
@@ -161,7 +156,9 @@ class OrderBook:
             apply_side(bids_side.keys, bids_side.levels, bids, True)
             apply_side(asks_side.keys, asks_side.levels, asks, False)
         except Exception:
-            self._broken()
+            # Half-applied is no state the exchange ever had: drop everything, sequence too,
+            # so the adapter's own check (gap, checksum) fails on the next update and resyncs.
+            self.clear()
             raise
         if sequence is not None:
             self.sequence = sequence
@@ -177,17 +174,12 @@ class OrderBook:
             if not apply_side_raw(asks_side.keys, asks_side.levels, asks, False):
                 _apply_side_raw_py(asks_side.keys, asks_side.levels, asks, False)
         except Exception:
-            self._broken()
+            # Half-applied is no state the exchange ever had: drop everything, sequence too,
+            # so the adapter's own check (gap, checksum) fails on the next update and resyncs.
+            self.clear()
             raise
         if sequence is not None:
             self.sequence = sequence
-
-    def _broken(self) -> None:
-        """An update failed half-way: the levels before the bad one are in, the rest not, which
-        is no state the exchange ever had. Drop everything, sequence included, so that the
-        adapter's own integrity check fails on the next update (a sequence gap, a checksum
-        mismatch) and the book is resynced; it is never published half-applied."""
-        self.clear()
 
     def clear(self) -> None:
         self.bids.clear()

@@ -70,12 +70,16 @@ _MAX_PUSH_ROUTES: Final = 10_000
 _PREFIX_LENGTH: Final = len(wire.PUSH_PREFIX)
 
 
+_Handler = Callable[["_PushRoute", wire.Push, int, list[Event]], None]
+"""A channel's handler: (route, decoded push, receive time, out)."""
+
+
 class _PushRoute(NamedTuple):
     """How a push of one (OKX channel, instId) that this session takes is handled."""
 
     decode: Callable[[bytes], wire.Push]
     """The typed decoder of the whole frame."""
-    handle: Callable[[_PushRoute, wire.Push, int, list[Event]], None]
+    handle: _Handler
     """The session's handler for the channel."""
     native: str
     symbol: str
@@ -100,7 +104,7 @@ class OkxSession(ExchangeSession):
         self.books = BookSync(self)
         self._symbols: dict[str, str] = {}
         self._push_routes: dict[bytes, _PushRoute | None] = {}
-        self._handlers: dict[str, Callable[[_PushRoute, wire.Push, int, list[Event]], None]] = {
+        self._handlers: dict[str, _Handler] = {
             "books": self._emit_books,
             "bbo-tbt": self._emit_quotes,
             "trades": self._emit_trades,
