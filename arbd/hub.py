@@ -33,7 +33,16 @@ from typing import Any, Literal
 
 import msgspec
 
-from arbd.model import EVENT_CHANNEL, SLOT_REMOVED, Arbitrage, Book, Event, FeedStatus, Quote
+from arbd.model import (
+    EVENT_CHANNEL,
+    SLOT_REMOVED,
+    Arbitrage,
+    Book,
+    Event,
+    FeedStatus,
+    OneMarketEvent,
+    Quote,
+)
 
 Policy = Literal["conflate", "drop_oldest", "disconnect"]
 Processor = Callable[[Sequence[Event]], Sequence[Event]]
@@ -54,7 +63,7 @@ class Filter(msgspec.Struct, frozen=True, kw_only=True):
     def matches(self, event: Event) -> bool:
         if self.channels and EVENT_CHANNEL[type(event)] not in self.channels:
             return False
-        if isinstance(event, Arbitrage):
+        if type(event) is Arbitrage:
             # An opportunity has two exchanges and up to three symbols (its group's and each
             # leg's): a subscriber to any of them wants it.
             return (
@@ -67,10 +76,11 @@ class Filter(msgspec.Struct, frozen=True, kw_only=True):
                 or event.buy_symbol in self.symbols
                 or event.sell_symbol in self.symbols
             )
-        if self.exchanges and event.exchange not in self.exchanges:
+        one: OneMarketEvent = event  # type: ignore[assignment]  # see OneMarketEvent
+        if self.exchanges and one.exchange not in self.exchanges:
             return False
         # Exchange-wide status events (empty symbol) reach every subscriber of that exchange.
-        return not self.symbols or event.symbol in self.symbols or event.symbol == ""
+        return not self.symbols or one.symbol in self.symbols or one.symbol == ""
 
 
 class HubSubscriber:
@@ -190,8 +200,11 @@ def conflation_keys(events: Sequence[Event]) -> list[object]:
     books (a newer one replaces the buffered one), a fresh object for everything else (never
     replaced). Computed once per published batch and shared by every conflating subscriber."""
     return [
-        (type(event), event.exchange, event.symbol) if isinstance(event, _CONFLATABLE) else object()
+        (kind, event.exchange, event.symbol)  # type: ignore[union-attr]  # a Quote or Book
+        if kind in _CONFLATABLE
+        else object()
         for event in events
+        for kind in (type(event),)
     ]
 
 
@@ -212,11 +225,18 @@ class MarketState:
             Arbitrage: self._arbitrage,
         }
 
-    def update(self, event: Event) -> None:
-        """Record ``event`` if it is state (quotes, books, status); trades and candles are not."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
+    def update(self, events: Iterable[Event]) -> None:
+        """Record each of ``events`` that is state (quotes, books, status), in order; trades
+        and candles are not. Quotes, the most frequent, are handled inline."""
+        quotes = self.quotes
+        handlers = self._handlers
+        for event in events:
+            if type(event) is Quote:
+                quotes[event.exchange, event.symbol] = event
+            else:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(event)
 
     def _quote(self, event: Quote) -> None:
         self.quotes[event.exchange, event.symbol] = event
@@ -337,9 +357,7 @@ class Hub:
             extra = processor(batch)
             if extra:
                 batch.extend(extra)
-        update = self.state.update
-        for event in batch:
-            update(event)
+        self.state.update(batch)
         # Encodings are made lazily, once per batch, and shared by every subscriber that
         # wants the same form.
         encoded: list[bytes] | None = None

@@ -157,13 +157,6 @@ class ArbitrageEngine:
         self.updated = 0
         self.closed: dict[str, int] = {}
         """Closes by reason key (``spread``, ``stale``, ...)."""
-        self._handlers: dict[type, Callable[[Any, list[Event]], None]] = {
-            Quote: self._quote,
-            Book: self._book,
-            FeedStatus: self._status,
-            Trade: self._clock,
-            Candle: self._clock,
-        }
         self._configure(settings)
 
     # -- configuration ------------------------------------------------------------------------
@@ -269,51 +262,103 @@ class ArbitrageEngine:
     # -- the processor ------------------------------------------------------------------------
 
     def __call__(self, batch: Sequence[Event]) -> list[Event]:
+        """The events ``batch`` causes.
+
+        A batch is one socket read: its events share one receive time, so the state after the
+        last of them is the market at that instant, and the states in between were never
+        observable apart. So quotes and books only record the latest top of book (and book)
+        of each leg; the changes are applied, and each touched opportunity and quote group is
+        judged once, at the end of the batch or before the next status event. That is what
+        lets the engine keep up with a firehose (hundreds of quotes per read, a handful of
+        quote groups). It also means ``min_updates`` counts the batches that changed a leg,
+        not the quotes in them.
+        """
         out: list[Event] = []
-        handlers = self._handlers
+        if len(batch) == 1:
+            # The usual case at low rates: no bookkeeping for what a batch repeats.
+            event = batch[0]
+            if type(event) is Quote or type(event) is Book:
+                leg = self._update(event)
+                if leg is not None and leg.group is not None:
+                    for opp in tuple(leg.opps):
+                        self._revisit(opp, True, out)
+                    self._look(leg.group, out)  # type: ignore[arg-type]
+                return out
+        tops: dict[tuple[str, str], Quote | Book] = {}
+        books: dict[tuple[str, str], Book] = {}
         for event in batch:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(event, out)
+            if type(event) is Quote:
+                tops[event.exchange, event.symbol] = event
+            elif type(event) is Book:
+                key = (event.exchange, event.symbol)
+                tops[key] = books[key] = event
+            elif type(event) is FeedStatus:
+                if tops:
+                    self._apply(tops, books, out)
+                    tops, books = {}, {}
+                self._status(event, out)
+            elif type(event) is Trade or type(event) is Candle:
+                self.now_ns = max(self.now_ns, event.received_ns)
+        if tops:
+            self._apply(tops, books, out)
         return out
 
     def _leg(self, exchange: str, symbol: str) -> Leg | None:
         leg = self._legs.get((exchange, symbol))
         return leg if leg is not None else self._add_leg(exchange, symbol)
 
-    def _clock(self, event: Trade | Candle, out: list[Event]) -> None:
-        self.now_ns = max(self.now_ns, event.received_ns)
-
-    def _quote(self, event: Quote, out: list[Event]) -> None:
+    def _update(self, event: Quote | Book, book: Book | None = None) -> Leg | None:
+        """Set the top of book of ``event``'s leg from ``event``, and its book from ``event``
+        when it is a book, else from ``book`` (an earlier one of the batch) if given. Returns
+        the leg, ``None`` if that market has none."""
         received = event.received_ns
-        if received > self.now_ns:  # noqa: PLR1730 - cheaper than max() on the hot path
+        if received > self.now_ns:  # noqa: PLR1730 - cheaper than max() per event
             self.now_ns = received
         leg = self._legs.get((event.exchange, event.symbol))
         if leg is None:
             leg = self._add_leg(event.exchange, event.symbol)
             if leg is None:
-                return
-        leg.set_top(event.bid, event.ask, event.bid_size, event.ask_size, received)
-        if leg.group is not None:
-            self._changed(leg, out)
+                return None
+        if type(event) is Book:
+            self._set_book(leg, event)
+            bids, asks = event.bids, event.asks
+            bid, bid_size = bids[0] if bids else ("", "")
+            ask, ask_size = asks[0] if asks else ("", "")
+            leg.set_top(bid, ask, bid_size, ask_size, received)
+        elif type(event) is Quote:
+            if book is not None:
+                self._set_book(leg, book)
+            leg.set_top(event.bid, event.ask, event.bid_size, event.ask_size, received)
+        return leg
 
-    def _book(self, event: Book, out: list[Event]) -> None:
-        received = event.received_ns
-        self.now_ns = max(self.now_ns, received)
-        leg = self._leg(event.exchange, event.symbol)
-        if leg is None:
-            return
-        bids, asks = event.bids, event.asks
-        leg.set_book((bids, asks), received)
+    def _set_book(self, leg: Leg, book: Book) -> None:
+        leg.set_book((book.bids, book.asks), book.received_ns)
         if leg.blocked is not None:
             # A book is only ever published while valid.
             self._health.book_valid(leg.exchange, leg.symbol)
             leg.blocked = self._health.reason(leg.exchange, leg.symbol)
-        bid, bid_size = bids[0] if bids else ("", "")
-        ask, ask_size = asks[0] if asks else ("", "")
-        leg.set_top(bid, ask, bid_size, ask_size, received)
-        if leg.group is not None:
-            self._changed(leg, out)
+
+    def _apply(
+        self,
+        tops: dict[tuple[str, str], Quote | Book],
+        books: dict[tuple[str, str], Book],
+        out: list[Event],
+    ) -> None:
+        """Apply the latest top of book (and book) of each leg, then re-judge each opportunity
+        with a changed leg once and scan each changed quote group once."""
+        groups: dict[object, None] = {}
+        opps: dict[Opportunity, None] = {}
+        for key, event in tops.items():
+            leg = self._update(event, books.get(key))
+            if leg is not None and leg.group is not None:
+                groups[leg.group] = None
+                if leg.opps:
+                    opps.update(dict.fromkeys(leg.opps))
+        for opp in opps:
+            if self._opps.get(opp.key) is opp:  # not ended by an earlier revisit
+                self._revisit(opp, True, out)
+        for group in groups:
+            self._look(group, out)  # type: ignore[arg-type]
 
     def _status(self, event: FeedStatus, out: list[Event]) -> None:
         stamp = event.timestamp * 1_000_000
@@ -333,11 +378,8 @@ class ArbitrageEngine:
             for opp in tuple(leg.opps):
                 self._revisit(opp, False, out)
 
-    def _changed(self, leg: Leg, out: list[Event]) -> None:
-        if leg.opps:
-            for opp in tuple(leg.opps):
-                self._revisit(opp, True, out)
-        group: Group = leg.group  # type: ignore[assignment]
+    def _look(self, group: Group, out: list[Event]) -> None:
+        """Scan ``group`` for its best usable pair; track it if it clears the open threshold."""
         best, excluded = self._scan(group)
         if excluded:
             self._account(group, best)

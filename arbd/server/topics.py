@@ -27,7 +27,7 @@ from itertools import product
 from typing import Final
 
 from arbd.hub import Filter
-from arbd.model import ALL_CHANNELS, EVENT_CHANNEL, Arbitrage, Event
+from arbd.model import ALL_CHANNELS, EVENT_CHANNEL, Arbitrage, Event, OneMarketEvent
 
 ANY: Final = "*"
 Topic = tuple[str, str, str]
@@ -150,13 +150,12 @@ class TopicFilter(Filter, frozen=True, kw_only=True):
             return False
         topics = self.topics
         channels = (EVENT_CHANNEL[type(event)], ANY)
-        if isinstance(event, Arbitrage):
+        if type(event) is Arbitrage:
             exchanges: tuple[str, ...] = (event.buy_exchange, event.sell_exchange, ANY)
             symbols: tuple[str, ...] = (event.symbol, event.buy_symbol, event.sell_symbol, ANY)
             return any(t in topics for t in product(channels, exchanges, symbols))
-        if event.symbol == "":
+        one: OneMarketEvent = event  # type: ignore[assignment]  # see OneMarketEvent
+        if one.symbol == "":
             pairs = self.pairs
-            return any(p in pairs for p in product(channels, (event.exchange, ANY)))
-        return any(
-            t in topics for t in product(channels, (event.exchange, ANY), (event.symbol, ANY))
-        )
+            return any(p in pairs for p in product(channels, (one.exchange, ANY)))
+        return any(t in topics for t in product(channels, (one.exchange, ANY), (one.symbol, ANY)))

@@ -129,6 +129,10 @@ class Run:
             produced += self._keep(self.engine([event]))
         return produced
 
+    def read(self, *events: Event) -> list[Arbitrage]:
+        """All of ``events`` as one batch, as one socket read publishes them."""
+        return self._keep(self.engine(list(events)))
+
     def tick(self, at_ms: float) -> list[Arbitrage]:
         return self._keep(self.engine.tick(S + round(at_ms * MS)))
 
