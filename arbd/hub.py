@@ -5,9 +5,11 @@ synchronous processors (the arbitrage engine, which may add events), and offers 
 each subscriber whose filter matches. A subscriber owns a bounded buffer and a policy for when
 the buffer is full:
 
-``conflate``     keep only the latest price/book per (type, exchange, symbol); events that must
-                 never be lost (arbitrage, status) and other types are queued; when the buffer
-                 is still full the oldest conflatable entry is dropped (counted).
+``conflate``     once the buffer is full, keep only the latest price/book per (type, exchange,
+                 symbol) until it is drained; events that must never be lost (arbitrage,
+                 status) and other types are queued; when the buffer is still full the oldest
+                 conflatable entry is dropped (counted). A subscriber that keeps up gets every
+                 event; one that falls behind gets the latest values.
 ``drop_oldest``  a ring buffer: the oldest event is dropped (counted).
 ``disconnect``   the subscriber is marked ``overflowed``; its owner closes it.
 
@@ -20,9 +22,9 @@ empty to non-empty, so an idle writer task costs nothing per event.
 
 Cost shape: ``publish`` hands each subscriber the events of a batch that it wants in one
 ``offer_many`` call. A subscriber that wants everything costs O(1) Python operations per batch
-(a deque extend; for ``conflate`` a dict update with keys computed once per batch, unless the
-buffer is nearly full), whatever the batch size; a filtered subscriber adds one filter call per
-event. ``benchmarks/fanout.py`` measures it.
+(a deque extend; for a ``conflate`` subscriber that fell behind, a dict update with keys
+computed once per batch, unless the buffer is nearly full), whatever the batch size; a
+filtered subscriber adds one filter call per event. ``benchmarks/fanout.py`` measures it.
 """
 
 from __future__ import annotations
@@ -108,13 +110,16 @@ class HubSubscriber:
         self.encoded = encoded or wire is not None
         self.dropped = 0
         self.overflowed = False
-        # conflate: insertion-ordered dict key -> item; others: deque of items (drop_oldest's
-        # deque is bounded, so extending it drops the oldest entries in C).
+        # A deque of items (drop_oldest's is bounded, so extending it drops the oldest entries
+        # in C). conflate: the same while there is room, with the items' events alongside; once
+        # full, an insertion-ordered dict conflation key -> item until the next drain (keying
+        # every event of a subscriber that keeps up would cost a tuple hash per event).
         self._latest: dict[object, object] = {}
         self._queue: deque[object] = deque(maxlen=capacity if policy == "drop_oldest" else None)
+        self._events: deque[Event] = deque()
 
     def __len__(self) -> int:
-        return len(self._latest) if self.policy == "conflate" else len(self._queue)
+        return len(self._latest) or len(self._queue)
 
     def offer(self, event: Event, item: object) -> None:
         """Add ``item`` (the event or its encoded bytes) under this subscriber's policy."""
@@ -137,7 +142,11 @@ class HubSubscriber:
         was_empty = not (self._latest or self._queue)
         policy = self.policy
         if policy == "conflate":
-            self._offer_conflate(events, items, keys or conflation_keys(events))
+            if not self._latest and len(self._queue) + len(items) <= self.capacity:
+                self._queue.extend(items)
+                self._events.extend(events)
+            else:
+                self._offer_conflate(events, items, keys or conflation_keys(events))
         elif policy == "drop_oldest":
             queue = self._queue
             excess = len(queue) + len(items) - self.capacity
@@ -158,6 +167,13 @@ class HubSubscriber:
         self, events: Sequence[Event], items: Sequence[object], keys: Sequence[object]
     ) -> None:
         latest = self._latest
+        if self._queue:
+            # Full for the first time since the last drain: conflate what is queued.
+            queued = list(self._events)
+            latest.update(zip(conflation_keys(queued), self._queue, strict=True))
+            self.dropped += len(queued) - len(latest)
+            self._queue.clear()
+            self._events.clear()
         before = len(latest)
         if before + len(items) <= self.capacity:
             # Cannot overflow: one C-level update. An existing key keeps its position and
@@ -186,13 +202,28 @@ class HubSubscriber:
 
     def drain(self) -> list[object]:
         """Everything buffered, oldest first; empties the buffer."""
-        if self.policy == "conflate":
+        if self._latest:
             items = list(self._latest.values())
             self._latest.clear()
         else:
             items = list(self._queue)
             self._queue.clear()
+            self._events.clear()
         return items
+
+    def drain_joined(self) -> tuple[bytes, int]:
+        """For a subscriber of bytes: everything buffered joined into one ``bytes``, and how
+        many items that was; empties the buffer (what ``drain`` does, without the list)."""
+        if self._latest:
+            data = b"".join(self._latest.values())  # type: ignore[arg-type]
+            count = len(self._latest)
+            self._latest.clear()
+        else:
+            data = b"".join(self._queue)  # type: ignore[arg-type]
+            count = len(self._queue)
+            self._queue.clear()
+            self._events.clear()
+        return data, count
 
 
 def conflation_keys(events: Sequence[Event]) -> list[object]:

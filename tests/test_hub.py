@@ -39,9 +39,18 @@ def book_status(state, symbol="BTC/USDT"):
     )
 
 
-def test_conflate_keeps_latest_price_per_key_and_never_drops_status():
+def test_conflate_keeps_every_event_while_there_is_room():
     hub = Hub()
     sub = hub.subscribe(capacity=100, policy="conflate")
+    hub.publish([quote(bid="1"), trade(1), quote(bid="2")])
+    hub.publish([quote(bid="3")])
+    assert [getattr(e, "bid", None) for e in sub.drain()] == ["1", None, "2", "3"]
+    assert sub.dropped == 0
+
+
+def test_conflate_keeps_latest_price_per_key_and_never_drops_status():
+    hub = Hub()
+    sub = hub.subscribe(capacity=3, policy="conflate")
     hub.publish([quote(bid="1"), trade(1), quote(bid="2"), book_status("invalid"), quote(bid="3")])
     items = sub.drain()
     bids = [e.bid for e in items if isinstance(e, Quote)]
@@ -176,6 +185,7 @@ class ReferenceBuffer:
         self.entries: list[tuple[object, object]] = []  # (conflation key, item)
         self.dropped = 0
         self.overflowed = False
+        self.keyed = False  # conflate: the buffer filled up (until drained)
 
     def offer(self, event, item):
         if self.overflowed:
@@ -185,6 +195,18 @@ class ReferenceBuffer:
             if isinstance(event, (Quote, Book)) and self.policy == "conflate"
             else object()
         )
+        if self.policy == "conflate" and not self.keyed:
+            if len(self.entries) < self.capacity:
+                self.entries.append((key, item))  # room: nothing is conflated
+                return
+            # Full: conflate what is queued (first position, latest item), then go on keyed.
+            self.keyed = True
+            queued, self.entries = self.entries, []
+            for old_key, old_item in queued:
+                self.offer_keyed(old_key, old_item)
+        self.offer_keyed(key, item)
+
+    def offer_keyed(self, key, item):
         for i, (old, _) in enumerate(self.entries):
             if old == key:
                 self.entries[i] = (key, item)

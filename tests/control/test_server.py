@@ -303,10 +303,11 @@ async def test_closing_the_client_ends_its_hub_subscription(connect, nursery, ta
 async def test_a_slow_reader_gets_conflated_prices_and_a_lag_line(
     connect, nursery, target, socket_dir
 ):
-    path = await start(nursery, target, socket_dir / "c.sock")
+    path = await start(nursery, target, socket_dir / "c.sock", buffer=16)
     client = await connect(path)
     assert (await client.call({"cmd": "subscribe", "channels": ["price"]}))["ok"]
-    # 100 prices of one market in one batch: the writer cannot run in between.
+    # 100 prices of one market in one batch, more than the buffer holds: the writer cannot
+    # run in between, so they are conflated.
     target.hub.publish([quote("binance", "BTC/USDT", str(100 + i)) for i in range(100)])
     lag = await client.line()
     assert lag == {"type": "lag", "dropped": 99}
