@@ -36,8 +36,9 @@ import httpx
 import trio
 
 from arbd import __version__
-from arbd.arbitrage import ArbitrageEngine, taker_fees
 from arbd.arbitrage.conversion import conversion_symbols
+from arbd.arbitrage.engine import ArbitrageEngine
+from arbd.arbitrage.fees import taker_fees
 from arbd.config import Config, load_config
 from arbd.control.server import serve_control
 from arbd.errors import ConfigError, FeedError

@@ -47,7 +47,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from arbd.arbitrage import ArbitrageEngine, taker_fees
+from arbd.arbitrage.engine import ArbitrageEngine
+from arbd.arbitrage.fees import taker_fees
 from arbd.capture import (
     Connect,
     Disconnect,

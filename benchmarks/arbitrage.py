@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from arbd.arbitrage import ArbitrageEngine
+from arbd.arbitrage.engine import ArbitrageEngine
 from arbd.config import ArbitrageConfig
 from arbd.model import Arbitrage, Book, Event, Quote
 

@@ -26,7 +26,7 @@ from tempfile import TemporaryDirectory
 
 import trio
 
-from arbd.arbitrage import ArbitrageEngine
+from arbd.arbitrage.engine import ArbitrageEngine
 from arbd.config import ArbitrageConfig, Config, load_config
 from arbd.daemon import Daemon
 from arbd.hub import Hub

@@ -10,10 +10,6 @@ Modules, in the order data flows through them:
 ``depth``       the depth walk: tradable size, VWAPs, profit and the profit curve
 
 Nothing here imports trio or a socket library or reads a clock: time comes in with the events
-and with ``engine.tick(now_ns)``.
+and with ``engine.tick(now_ns)``. The package imports nothing itself, so that reading the quote
+groups of a config (``conversion``) does not load the engine (``arbd --help`` stays fast).
 """
-
-from arbd.arbitrage.engine import ArbitrageEngine
-from arbd.arbitrage.fees import taker_fees
-
-__all__ = ["ArbitrageEngine", "taker_fees"]

@@ -1,22 +1,27 @@
-"""Commands that run the daemon: ``arbd start`` and ``arbd record``."""
+"""Commands that run the daemon: ``arbd start``, ``arbd record`` and ``arbd demo``.
+
+The daemon (trio, the feeds, the server, the engine) is imported inside the commands, when one
+runs: ``arbd --help`` and the other commands do not pay for it.
+"""
+
+# ruff: noqa: PLC0415 - the imports inside functions are the point of this module
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import msgspec
-import trio
 
-from arbd.capture import CaptureWriter
 from arbd.cli.common import fail, load_registry, one_line_errors
 from arbd.config import Config, ControlConfig, ExchangeConfig, load_config
-from arbd.daemon import Daemon
-from arbd.logs import setup_logging
 from arbd.model import CHANNELS
-from arbd.sdnotify import Notifier
-from arbd.signals import run_until_signal
+
+if TYPE_CHECKING:
+    from arbd.capture import CaptureWriter
+    from arbd.daemon import Daemon
 
 
 def load_optional_config(config_path: str | None) -> Config:
@@ -40,6 +45,13 @@ def start(config_path: str | None, log_format: str | None) -> None:
     Under systemd (Type=notify) it reports readiness, status and watchdog pings on
     $NOTIFY_SOCKET, and logs to the journal with syslog priorities.
     """
+    import trio
+
+    from arbd.daemon import Daemon
+    from arbd.logs import setup_logging
+    from arbd.sdnotify import Notifier
+    from arbd.signals import run_until_signal
+
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry(config.daemon.plugin_dirs)
@@ -73,6 +85,12 @@ def record(
     config_path: str | None,
 ) -> None:
     """Record a live session of one exchange to a capture file (.gz/.zst by suffix)."""
+    import trio
+
+    from arbd.capture import CaptureWriter
+    from arbd.daemon import Daemon
+    from arbd.logs import setup_logging
+
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry(config.daemon.plugin_dirs)
@@ -101,6 +119,10 @@ def record(
 
 
 async def _record_for(daemon: Daemon, writer: CaptureWriter, duration: float) -> None:
+    import trio
+
+    from arbd.signals import run_until_signal
+
     async def flush_every_second() -> None:
         # A capture cut short (kill -9, power loss) keeps all but the last second.
         while True:
@@ -114,9 +136,28 @@ async def _record_for(daemon: Daemon, writer: CaptureWriter, duration: float) ->
             nursery.cancel_scope.cancel()
 
 
-def register(cli: click.Group) -> None:
-    from arbd.cli.demo import demo  # noqa: PLC0415 - keeps `arbd --help` imports small
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML overrides.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False),
+    help="Also write one capture per exchange (EXCHANGE.jsonl.gz) into this directory.",
+)
+def demo(config_path: str | None, duration: float | None, record_dir: str | None) -> None:
+    """Start every installed fake exchange and the daemon against them, fully offline.
 
+    Arbitrage opportunities the simulated dislocations open are printed as they open and close.
+    The local WebSocket server listens as configured (ws://127.0.0.1:8765/ws by default; a free
+    port if that one is taken), so programs can connect to the demo as to a real daemon.
+    """
+    from arbd.cli.demo import run_demo
+
+    run_demo(config_path, duration, record_dir)
+
+
+def register(cli: click.Group) -> None:
     cli.add_command(start)
     cli.add_command(record)
     cli.add_command(demo)

@@ -246,22 +246,8 @@ async def _demo_listeners(config: Config) -> list[trio.SocketListener] | None:
     return listeners
 
 
-@click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML overrides.")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option(
-    "--record",
-    "record_dir",
-    type=click.Path(file_okay=False),
-    help="Also write one capture per exchange (EXCHANGE.jsonl.gz) into this directory.",
-)
-def demo(config_path: str | None, duration: float | None, record_dir: str | None) -> None:
-    """Start every installed fake exchange and the daemon against them, fully offline.
-
-    Arbitrage opportunities the simulated dislocations open are printed as they open and close.
-    The local WebSocket server listens as configured (ws://127.0.0.1:8765/ws by default; a free
-    port if that one is taken), so programs can connect to the demo as to a real daemon.
-    """
+def run_demo(config_path: str | None, duration: float | None, record_dir: str | None) -> None:
+    """``arbd demo`` (the command is declared in :mod:`arbd.cli.daemon_cmds`)."""
     with one_line_errors():
         config = load_optional_config(config_path)
         registry = load_registry(config.daemon.plugin_dirs)

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from arbd.arbitrage import ArbitrageEngine
+from arbd.arbitrage.engine import ArbitrageEngine
 from arbd.config import ArbitrageConfig
 from arbd.model import Arbitrage, Book, Event, FeedStatus, Quote
 from arbd.plugins import PluginRegistry, load_plugins

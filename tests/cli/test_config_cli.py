@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -142,3 +144,16 @@ def test_version() -> None:
     code, stdout, _ = run("--version")
     assert code == 0
     assert stdout.startswith("arbd, version ")
+
+
+def test_arbd_help_does_not_import_the_daemon():
+    """`arbd --help` and the config commands must not load trio, the feeds or the engine."""
+    code = (
+        "import sys, arbd.cli.main; "
+        "print([m for m in ('trio', 'httpx', 'websockets', 'arbd.daemon', 'arbd.hub',"
+        " 'arbd.arbitrage.engine', 'arbd.feed.connection') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

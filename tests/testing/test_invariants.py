@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from arbd.arbitrage import ArbitrageEngine
+from arbd.arbitrage.engine import ArbitrageEngine
 from arbd.config import ArbitrageConfig
 from arbd.hub import Hub
 from arbd.model import Arbitrage, Book, Event
