@@ -137,6 +137,13 @@ def merge(reports: Sequence[Report]) -> Report:
     return {**first, "tables": tables, "notes": notes}
 
 
+def current_section(text: str) -> str:
+    """What is between the results markers of ``text`` ("" without them)."""
+    if BEGIN not in text or END not in text:
+        return ""
+    return text.partition(BEGIN)[2].partition(END)[0]
+
+
 def replace_section(text: str, section: str) -> str:
     """``text`` with everything between the results markers replaced by ``section``; without
     markers, the section (with markers) goes after the first heading's paragraph."""
