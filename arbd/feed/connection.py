@@ -428,12 +428,19 @@ class Connection:
         armed_at: dict[Subscription, int] = dict.fromkeys(subs, self.clock.wall_ns())
         strikes: dict[Subscription, int] = dict.fromkeys(subs, 0)
         tick = max(0.05, self.stale_after / 4)
+        waiting = self.session.waiting
         while True:
             await trio.sleep(tick)
             now = self.clock.wall_ns()
             newly_stale: list[Subscription] = []
             for sub in subs:
                 if sub in self._refused_reported:
+                    continue
+                if waiting(sub):
+                    # Held back by the session until an answer it asked for comes (a REST
+                    # snapshot waiting its turn under the weight budget): not stale. Its clock
+                    # restarts, so it gets a whole deadline once the wait ends.
+                    armed_at[sub] = now
                     continue
                 last = self.last_data[channel_types[sub.channel]].get(sub.symbol, 0)
                 since = max(last, armed_at[sub])
@@ -497,7 +504,7 @@ class Connection:
                 self.session.on_http_failed(request, "no REST client configured", events)
             else:
                 try:
-                    status, body = await self.rest.get(request.url)
+                    status, body = await self.rest.get(request.url, request.weight)
                 except (RestError, RateLimited) as exc:
                     log.warning("%s: %s", self.exchange, exc)
                     self.session.on_http_failed(request, str(exc), events)

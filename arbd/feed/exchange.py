@@ -25,15 +25,17 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 import httpx
 import msgspec
 import trio
 
 from arbd.config import Config
-from arbd.errors import ConfigError, FeedError, RateLimited
-from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, HttpResponse
+from arbd.errors import ConfigError, FeedError, RateLimited, RequestWeightError
+from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, ExchangeSpec, HttpResponse
 from arbd.exchange.symbols import check_symbols
+from arbd.feed.budget import SlidingBudget
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Sink
 from arbd.feed.counters import FeedCounters
@@ -53,12 +55,34 @@ async def fetch_instruments(ctx: FeedContext) -> None:
     adapter = ctx.adapter
     responses = []
     for request in adapter.instrument_requests():
-        status, body = await ctx.rest.get(request.url)
+        status, body = await ctx.rest.get(request.url, request.weight)
         now = ctx.clock.wall_ns()
         if ctx.recorder is not None:
             ctx.recorder.http("", now, request.url, status, body)
         responses.append(HttpResponse(request=request, status=status, body=body, received_ns=now))
     adapter.load_instruments(responses)
+
+
+REST_BUDGET_WINDOW: Final = 61.0
+"""The window ``ExchangeSpec.rest_weight_per_minute`` is spent over: a minute plus a second of
+slack, because we count requests when they leave and the exchange when they arrive, and
+network delay varies (two requests 60.0 s apart here may land 59.9 s apart there)."""
+
+
+def rest_budget(
+    spec: ExchangeSpec, budgets: dict[str, SlidingBudget] | None = None
+) -> SlidingBudget | None:
+    """The REST weight budget for ``spec`` (None when it declares no allowance), taken from
+    ``budgets`` or added to it, so that every client of one exchange spends from one budget."""
+    limit = spec.rest_weight_per_minute
+    if limit is None:
+        return None
+    if budgets is None:
+        return SlidingBudget(limit, REST_BUDGET_WINDOW)
+    budget = budgets.get(spec.id)
+    if budget is None or budget.limit != limit:
+        budget = budgets[spec.id] = SlidingBudget(limit, REST_BUDGET_WINDOW)
+    return budget
 
 
 class ExchangeFeed:
@@ -131,6 +155,8 @@ class ExchangeFeed:
         while True:
             try:
                 await fetch_instruments(ctx)
+            except RequestWeightError as exc:
+                raise ConfigError(f"{ctx.exchange}: {exc}") from None  # retrying cannot help
             except FeedError as exc:
                 delay = backoff.next_delay()
                 if isinstance(exc, RateLimited) and exc.retry_after:
@@ -324,6 +350,9 @@ class FeedSet:
         self._rest_transport = rest_transport
         self._recorders = recorders
         self._rng = rng
+        self._rest_budgets: dict[str, SlidingBudget] = {}
+        """Per exchange, kept across feed restarts (reload): the allowance is per IP, and a
+        replacement feed loads instruments while the old one still runs."""
 
     def create(
         self,
@@ -347,6 +376,9 @@ class FeedSet:
                 timeout=config.feed.rest_timeout,
                 retries=config.feed.rest_retries,
                 transport=self._rest_transport,
+                budget=rest_budget(adapter.spec, self._rest_budgets),
+                now=clock.now,
+                name=exchange,
             ),
             stale_after=ex.stale_after or config.feed.stale_after,
             rotate_after=rotate_after or None,

@@ -42,6 +42,7 @@ from typing import Final, Literal
 from arbd.exchange.adapter import HttpRequest, HttpResponse, SessionStats
 from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Book, Event, FeedStatus
+from arbd_binance.limits import depth_weight
 from arbd_binance.wire import DepthSnapshot, DepthUpdate, decode_snapshot, rest_error_text
 
 PURPOSE_PREFIX: Final = "depth:"
@@ -121,6 +122,7 @@ class DepthBooks:
         self.rest_url = rest_url.rstrip("/")
         self.depth = depth
         self.limit = snapshot_limit(depth)
+        self.weight = depth_weight(self.limit)
         self.min_known = min(depth, self.limit // 2)
         self.stats = stats
         self.notices = notices
@@ -136,7 +138,7 @@ class DepthBooks:
 
     def snapshot_request(self, native: str) -> HttpRequest:
         url = f"{self.rest_url}/api/v3/depth?symbol={native}&limit={self.limit}"
-        return HttpRequest(url=url, purpose=PURPOSE_PREFIX + native)
+        return HttpRequest(url=url, purpose=PURPOSE_PREFIX + native, weight=self.weight)
 
     # -- inputs -------------------------------------------------------------------------------
 
