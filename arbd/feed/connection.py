@@ -10,8 +10,10 @@ Tasks, all in the connection's own nursery:
 ``heartbeat``  protocol pings with a pong deadline, the adapter's app-level pings, idle deadline.
 ``watchdog``   per-subscription stale-data detection on the channels the adapter declares
                continuous; recovers a stale subscription by resubscribing (or reconnecting, if the
-               adapter says so) and reports it as a ``subscription`` status event.
-``http``       carries out the session's REST requests (book snapshots) one at a time.
+               adapter says so) and reports it as a ``subscription`` status event. A subscription
+               the session says it is ``waiting`` for (a requested snapshot) counts as fresh.
+``http``       carries out the session's REST requests (book snapshots) one at a time, through
+               the exchange's REST client (which paces them under its weight budget).
 
 ``run`` returns when the caller cancels it (rotation, shutdown) and raises a ``FeedError`` when
 the connection fails; the supervisor decides what comes next.

@@ -30,6 +30,12 @@ and the book is resynced once fewer than ``min(depth, limit // 2)`` such levels 
 A snapshot request that fails (HTTP error, or ``on_http_failed``) leaves the book invalid and stops
 requests for it until the session's ``resubscribe`` (the stale-data watchdog) re-arms it: no
 request storms against a REST endpoint that keeps refusing.
+
+Each snapshot costs REST weight (``arbd_binance.limits.depth_weight``), paced by arbd under
+Binance's 6000 per minute, so with hundreds of books the last snapshots wait a minute or more.
+While a book's request is queued or in flight (``BookState.in_flight``) the session reports the
+book subscription as ``waiting``, and the stale-data watchdog leaves it alone; a failed request
+clears ``in_flight``, so a refusing endpoint still ends in the watchdog's resubscribe.
 """
 
 from __future__ import annotations
