@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
 
 import httpx
 import msgspec
@@ -33,14 +32,14 @@ import trio
 
 from arbd.config import Config
 from arbd.errors import ConfigError, FeedError, RateLimited, RequestWeightError
-from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, ExchangeSpec, HttpResponse
+from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, HttpResponse
 from arbd.exchange.symbols import check_symbols
 from arbd.feed.budget import SlidingBudget
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Sink
 from arbd.feed.counters import FeedCounters
 from arbd.feed.recorder import Recorder
-from arbd.feed.rest import RestClient
+from arbd.feed.rest import RestClient, rest_budget
 from arbd.feed.supervisor import ConnectionSupervisor, FeedContext
 from arbd.feed.transport import Opener
 from arbd.model import Subscription
@@ -61,28 +60,6 @@ async def fetch_instruments(ctx: FeedContext) -> None:
             ctx.recorder.http("", now, request.url, status, body)
         responses.append(HttpResponse(request=request, status=status, body=body, received_ns=now))
     adapter.load_instruments(responses)
-
-
-REST_BUDGET_WINDOW: Final = 61.0
-"""The window ``ExchangeSpec.rest_weight_per_minute`` is spent over: a minute plus a second of
-slack, because we count requests when they leave and the exchange when they arrive, and
-network delay varies (two requests 60.0 s apart here may land 59.9 s apart there)."""
-
-
-def rest_budget(
-    spec: ExchangeSpec, budgets: dict[str, SlidingBudget] | None = None
-) -> SlidingBudget | None:
-    """The REST weight budget for ``spec`` (None when it declares no allowance), taken from
-    ``budgets`` or added to it, so that every client of one exchange spends from one budget."""
-    limit = spec.rest_weight_per_minute
-    if limit is None:
-        return None
-    if budgets is None:
-        return SlidingBudget(limit, REST_BUDGET_WINDOW)
-    budget = budgets.get(spec.id)
-    if budget is None or budget.limit != limit:
-        budget = budgets[spec.id] = SlidingBudget(limit, REST_BUDGET_WINDOW)
-    return budget
 
 
 class ExchangeFeed:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Final
 
 import httpx
 import trio
 
 from arbd.errors import RateLimited, RequestWeightError, RestError
+from arbd.exchange.adapter import ExchangeSpec
 from arbd.feed.backoff import Backoff
 from arbd.feed.budget import SlidingBudget
 from arbd.feed.transport import USER_AGENT, parse_retry_after
@@ -27,6 +29,27 @@ from arbd.feed.transport import USER_AGENT, parse_retry_after
 log = logging.getLogger("arbd.rest")
 
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
+
+REST_BUDGET_WINDOW: Final = 61.0
+"""The window ``ExchangeSpec.rest_weight_per_minute`` is spent over: a minute plus a second of
+slack, because we count requests when they leave and the exchange when they arrive, and
+network delay varies (two requests 60.0 s apart here may land 59.9 s apart there)."""
+
+
+def rest_budget(
+    spec: ExchangeSpec, budgets: dict[str, SlidingBudget] | None = None
+) -> SlidingBudget | None:
+    """The REST weight budget for ``spec`` (None when it declares no allowance), taken from
+    ``budgets`` or added to it, so that every client of one exchange spends from one budget."""
+    limit = spec.rest_weight_per_minute
+    if limit is None:
+        return None
+    if budgets is None:
+        return SlidingBudget(limit, REST_BUDGET_WINDOW)
+    budget = budgets.get(spec.id)
+    if budget is None or budget.limit != limit:
+        budget = budgets[spec.id] = SlidingBudget(limit, REST_BUDGET_WINDOW)
+    return budget
 
 
 class RestClient:

@@ -25,9 +25,9 @@ from arbd.config import FeedConfig
 from arbd.exchange.adapter import AdapterSettings, ExchangeAdapter
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection
-from arbd.feed.exchange import ExchangeFeed, rest_budget
+from arbd.feed.exchange import ExchangeFeed
 from arbd.feed.recorder import Recorder
-from arbd.feed.rest import RestClient
+from arbd.feed.rest import RestClient, rest_budget
 from arbd.feed.supervisor import FeedContext
 from arbd.feed.transport import make_tcp_opener
 from arbd.model import CHANNELS, Event, FeedStatus

@@ -13,8 +13,10 @@ import trio
 from arbd.errors import RequestWeightError
 from arbd.exchange.adapter import HttpRequest
 from arbd.feed.budget import SlidingBudget
-from arbd.feed.rest import RestClient
+from arbd.feed.rest import REST_BUDGET_WINDOW, RestClient, rest_budget
 from arbd.testing.fake import open_fake
+from arbd_binance.adapter import BinanceAdapter
+from arbd_simplex.adapter import SimplexAdapter
 from arbd_simplex.fake import SimplexFake
 
 from .conftest import adapter_with, running, wait_until
@@ -156,3 +158,14 @@ async def test_an_instruments_request_heavier_than_the_allowance_fails_the_excha
         )
         assert h.feed.state == "failed"
         assert fake.http_requests == []  # never sent, never retried
+
+
+def test_one_budget_per_exchange_kept_across_feeds() -> None:
+    budgets: dict[str, SlidingBudget] = {}
+    first = rest_budget(BinanceAdapter.spec, budgets)
+    assert first is not None
+    assert (first.limit, first.window) == (6000, REST_BUDGET_WINDOW)
+    # A feed restarted by a reload (or loading instruments while the old one runs) spends
+    # from the same allowance: the exchange counts per IP.
+    assert rest_budget(BinanceAdapter.spec, budgets) is first
+    assert rest_budget(SimplexAdapter.spec, budgets) is None  # declares no allowance
