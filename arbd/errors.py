@@ -20,6 +20,8 @@
         ├── StaleFeed          data stopped for a subscription and the adapter asked to reconnect
         ├── ReconnectRequested the adapter asked for a fresh connection (e.g. serverShutdown)
         └── RestError          a REST request failed after its retries
+            └── RequestWeightError  a request weighs more than the exchange's whole REST
+                                    allowance (or less than 1): an adapter bug, never sent
 
 Library exceptions (OSError, trio.BrokenResourceError, websockets.exceptions.*, httpx.*) are
 translated into this tree at the I/O boundary (``arbd.feed.transport``, ``arbd.feed.rest``), so
@@ -109,6 +111,14 @@ class RestError(FeedError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RequestWeightError(RestError):
+    """An adapter asked for a request the exchange's REST weight budget can never carry.
+    Retrying cannot help: the feed gives up on that request (instruments: the exchange fails)."""
+
+    reason = "rest_weight"
+    terminal = True
 
 
 class ControlError(ArbdError):

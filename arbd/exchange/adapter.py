@@ -19,6 +19,7 @@ and, for each connection, the session::
         session.on_http(response, events)                     # answers to session.http_requests
         session.resubscribe(subscriptions, now_ns)            # the watchdog found them stale
         session.keepalive(now_ns)                             # app-level ping due
+        session.waiting(subscription)                         # the watchdog: held back?
         frames = session.take_frames()                        # driver sends these, paced
         requests = session.take_http_requests()               # driver carries these out
 
@@ -104,6 +105,10 @@ class ExchangeSpec(msgspec.Struct, frozen=True, kw_only=True):
     stale-data watchdog. Trades and candles on an illiquid symbol can be silent for minutes."""
     max_streams_per_connection: int = 1024
     max_outgoing_per_second: float = 5.0
+    rest_weight_per_minute: int | None = None
+    """The exchange's REST allowance per minute per IP, in request weight (each
+    ``HttpRequest.weight``); arbd spends at most that in any 60 s, waiting before a request
+    that would not fit. None: the exchange declares none (requests are not paced)."""
     keepalive: Keepalive = Keepalive()
     rotate_after: float | None = None
     """The exchange closes connections at this age (seconds); rotate a little before it."""
@@ -125,10 +130,13 @@ class AdapterSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A GET the I/O layer must perform for the adapter. ``purpose`` routes the answer back."""
+    """A GET the I/O layer must perform for the adapter. ``purpose`` routes the answer back;
+    ``weight`` is what the exchange charges for it against ``ExchangeSpec.rest_weight_per_minute``
+    (at most that allowance: a heavier request could never be sent)."""
 
     url: str
     purpose: str
+    weight: int = 1
 
 
 class HttpResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +226,18 @@ class ExchangeSession(abc.ABC):
 
     def keepalive(self, now_ns: int) -> None:  # noqa: B027
         """An app-level ping is due (see ``Keepalive.app_ping_interval``): queue it."""
+
+    def waiting(self, subscription: Subscription) -> bool:
+        """Whether ``subscription``'s data is arriving but held back until an answer this
+        session asked for comes (a REST book snapshot queued or in flight).
+
+        The stale-data watchdog counts a waiting subscription as fresh: a snapshot that waits
+        its turn under the exchange's REST budget must not get the subscription renewed or
+        the connection replaced. Return False again once the request failed, so a refusing
+        REST endpoint still ends in the watchdog's resubscribe. Called a few times per
+        watchdog deadline; keep it cheap. Default: never waiting.
+        """
+        return False
 
     # -- effects ------------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ Tasks, all in the connection's own nursery:
 ``heartbeat``  protocol pings with a pong deadline, the adapter's app-level pings, idle deadline.
 ``watchdog``   per-subscription stale-data detection on the channels the adapter declares
                continuous; recovers a stale subscription by resubscribing (or reconnecting, if the
-               adapter says so) and reports it as a ``subscription`` status event.
-``http``       carries out the session's REST requests (book snapshots) one at a time.
+               adapter says so) and reports it as a ``subscription`` status event. A subscription
+               the session says it is ``waiting`` for (a requested snapshot) counts as fresh.
+``http``       carries out the session's REST requests (book snapshots) one at a time, through
+               the exchange's REST client (which paces them under its weight budget).
 
 ``run`` returns when the caller cancels it (rotation, shutdown) and raises a ``FeedError`` when
 the connection fails; the supervisor decides what comes next.
@@ -428,12 +430,19 @@ class Connection:
         armed_at: dict[Subscription, int] = dict.fromkeys(subs, self.clock.wall_ns())
         strikes: dict[Subscription, int] = dict.fromkeys(subs, 0)
         tick = max(0.05, self.stale_after / 4)
+        waiting = self.session.waiting
         while True:
             await trio.sleep(tick)
             now = self.clock.wall_ns()
             newly_stale: list[Subscription] = []
             for sub in subs:
                 if sub in self._refused_reported:
+                    continue
+                if waiting(sub):
+                    # Held back by the session until an answer it asked for comes (a REST
+                    # snapshot waiting its turn under the weight budget): not stale. Its clock
+                    # restarts, so it gets a whole deadline once the wait ends.
+                    armed_at[sub] = now
                     continue
                 last = self.last_data[channel_types[sub.channel]].get(sub.symbol, 0)
                 since = max(last, armed_at[sub])
@@ -497,7 +506,7 @@ class Connection:
                 self.session.on_http_failed(request, "no REST client configured", events)
             else:
                 try:
-                    status, body = await self.rest.get(request.url)
+                    status, body = await self.rest.get(request.url, request.weight)
                 except (RestError, RateLimited) as exc:
                     log.warning("%s: %s", self.exchange, exc)
                     self.session.on_http_failed(request, str(exc), events)

@@ -31,14 +31,15 @@ import msgspec
 import trio
 
 from arbd.config import Config
-from arbd.errors import ConfigError, FeedError, RateLimited
+from arbd.errors import ConfigError, FeedError, RateLimited, RequestWeightError
 from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter, HttpResponse
 from arbd.exchange.symbols import check_symbols
+from arbd.feed.budget import SlidingBudget
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Sink
 from arbd.feed.counters import FeedCounters
 from arbd.feed.recorder import Recorder
-from arbd.feed.rest import RestClient
+from arbd.feed.rest import RestClient, rest_budget
 from arbd.feed.supervisor import ConnectionSupervisor, FeedContext
 from arbd.feed.transport import Opener
 from arbd.model import Subscription
@@ -53,7 +54,7 @@ async def fetch_instruments(ctx: FeedContext) -> None:
     adapter = ctx.adapter
     responses = []
     for request in adapter.instrument_requests():
-        status, body = await ctx.rest.get(request.url)
+        status, body = await ctx.rest.get(request.url, request.weight)
         now = ctx.clock.wall_ns()
         if ctx.recorder is not None:
             ctx.recorder.http("", now, request.url, status, body)
@@ -131,6 +132,8 @@ class ExchangeFeed:
         while True:
             try:
                 await fetch_instruments(ctx)
+            except RequestWeightError as exc:
+                raise ConfigError(f"{ctx.exchange}: {exc}") from None  # retrying cannot help
             except FeedError as exc:
                 delay = backoff.next_delay()
                 if isinstance(exc, RateLimited) and exc.retry_after:
@@ -324,6 +327,9 @@ class FeedSet:
         self._rest_transport = rest_transport
         self._recorders = recorders
         self._rng = rng
+        self._rest_budgets: dict[str, SlidingBudget] = {}
+        """Per exchange, kept across feed restarts (reload): the allowance is per IP, and a
+        replacement feed loads instruments while the old one still runs."""
 
     def create(
         self,
@@ -347,6 +353,9 @@ class FeedSet:
                 timeout=config.feed.rest_timeout,
                 retries=config.feed.rest_retries,
                 transport=self._rest_transport,
+                budget=rest_budget(adapter.spec, self._rest_budgets),
+                now=clock.now,
+                name=exchange,
             ),
             stale_after=ex.stale_after or config.feed.stale_after,
             rotate_after=rotate_after or None,

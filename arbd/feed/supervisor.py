@@ -32,7 +32,7 @@ from arbd.config import FeedConfig
 from arbd.errors import FeedError, RateLimited
 from arbd.exchange.adapter import ConnectionPlan, ExchangeAdapter
 from arbd.feed.backoff import Backoff
-from arbd.feed.budget import ConnectionBudget
+from arbd.feed.budget import SlidingBudget
 from arbd.feed.carryover import SlotMemory, handover_sink
 from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection, Sink
@@ -87,7 +87,7 @@ class FeedContext:
         self.rotate_after = rotate_after
         self.recorder = recorder
         self.rng = rng
-        self.budget = ConnectionBudget(feed.connection_budget, feed.connection_budget_window)
+        self.budget = SlidingBudget(feed.connection_budget, feed.connection_budget_window)
         self.counters = counters or FeedCounters()
         self.reconnects = self.counters.reconnects
         self._ids = itertools.count(1)

@@ -27,7 +27,7 @@ from arbd.feed.clock import TrioClock
 from arbd.feed.connection import Connection
 from arbd.feed.exchange import ExchangeFeed
 from arbd.feed.recorder import Recorder
-from arbd.feed.rest import RestClient
+from arbd.feed.rest import RestClient, rest_budget
 from arbd.feed.supervisor import FeedContext
 from arbd.feed.transport import make_tcp_opener
 from arbd.model import CHANNELS, Event, FeedStatus
@@ -106,13 +106,21 @@ def make_harness(
         )
     )
     events: list[Event] = []
+    clock = TrioClock()
+    rest = RestClient(
+        timeout=feed.rest_timeout,
+        retries=feed.rest_retries,
+        budget=rest_budget(adapter.spec),
+        now=clock.now,
+        name=adapter.spec.id,
+    )
     ctx = FeedContext(
         adapter=adapter,
         feed=feed,
         sink=events.extend,
         opener=make_tcp_opener(),
-        clock=TrioClock(),
-        rest=RestClient(timeout=feed.rest_timeout, retries=feed.rest_retries),
+        clock=clock,
+        rest=rest,
         stale_after=stale_after,
         rotate_after=rotate_after,
         recorder=recorder,

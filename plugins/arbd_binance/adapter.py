@@ -62,6 +62,7 @@ from arbd.exchange.symbols import check_symbols
 from arbd.model import CHANNELS, Candle, Event, Quote, Subscription, Trade
 from arbd_binance.book import DepthBooks
 from arbd_binance.instruments import parse_instruments
+from arbd_binance.limits import EXCHANGE_INFO_WEIGHT, REST_WEIGHT_PER_MINUTE
 from arbd_binance.wire import (
     STREAM_PREFIX,
     BookTicker,
@@ -132,6 +133,7 @@ class BinanceAdapter(ExchangeAdapter):
         continuous_channels=("price", "book"),
         max_streams_per_connection=1024,
         max_outgoing_per_second=4.0,
+        rest_weight_per_minute=REST_WEIGHT_PER_MINUTE,
         keepalive=Keepalive(
             protocol_ping_interval=None,  # Binance pings every 20 s; client pings count as messages
             app_ping_interval=None,
@@ -147,7 +149,7 @@ class BinanceAdapter(ExchangeAdapter):
 
     def instrument_requests(self) -> list[HttpRequest]:
         url = f"{self.settings.rest_url.rstrip('/')}/api/v3/exchangeInfo"
-        return [HttpRequest(url=url, purpose="instruments")]
+        return [HttpRequest(url=url, purpose="instruments", weight=EXCHANGE_INFO_WEIGHT)]
 
     def load_instruments(self, responses: Sequence[HttpResponse]) -> None:
         """Fill ``instruments`` with every ``TRADING`` symbol of the exchangeInfo answer.
@@ -299,6 +301,14 @@ class BinanceSession(ExchangeSession):
 
     def on_http(self, response: HttpResponse, out: list[Event]) -> None:
         self.books.on_response(response, out)
+
+    def waiting(self, subscription: Subscription) -> bool:
+        """A book whose diff events are buffered while its snapshot request is queued or in
+        flight (under the REST weight budget, 200 snapshots take minutes): not stale."""
+        if subscription.channel != "book":
+            return False
+        state = self.books.books.get(self.adapter.native(subscription.symbol))
+        return state is not None and state.in_flight
 
     def on_http_failed(self, request: HttpRequest, reason: str, out: list[Event]) -> None:
         # A failure comes without a time: use the last frame's (snapshots are asked for on one).

@@ -30,6 +30,12 @@ and the book is resynced once fewer than ``min(depth, limit // 2)`` such levels 
 A snapshot request that fails (HTTP error, or ``on_http_failed``) leaves the book invalid and stops
 requests for it until the session's ``resubscribe`` (the stale-data watchdog) re-arms it: no
 request storms against a REST endpoint that keeps refusing.
+
+Each snapshot costs REST weight (``arbd_binance.limits.depth_weight``), paced by arbd under
+Binance's 6000 per minute, so with hundreds of books the last snapshots wait a minute or more.
+While a book's request is queued or in flight (``BookState.in_flight``) the session reports the
+book subscription as ``waiting``, and the stale-data watchdog leaves it alone; a failed request
+clears ``in_flight``, so a refusing endpoint still ends in the watchdog's resubscribe.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Final, Literal
 from arbd.exchange.adapter import HttpRequest, HttpResponse, SessionStats
 from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Book, Event, FeedStatus
+from arbd_binance.limits import depth_weight
 from arbd_binance.wire import DepthSnapshot, DepthUpdate, decode_snapshot, rest_error_text
 
 PURPOSE_PREFIX: Final = "depth:"
@@ -121,6 +128,7 @@ class DepthBooks:
         self.rest_url = rest_url.rstrip("/")
         self.depth = depth
         self.limit = snapshot_limit(depth)
+        self.weight = depth_weight(self.limit)
         self.min_known = min(depth, self.limit // 2)
         self.stats = stats
         self.notices = notices
@@ -136,7 +144,7 @@ class DepthBooks:
 
     def snapshot_request(self, native: str) -> HttpRequest:
         url = f"{self.rest_url}/api/v3/depth?symbol={native}&limit={self.limit}"
-        return HttpRequest(url=url, purpose=PURPOSE_PREFIX + native)
+        return HttpRequest(url=url, purpose=PURPOSE_PREFIX + native, weight=self.weight)
 
     # -- inputs -------------------------------------------------------------------------------
 

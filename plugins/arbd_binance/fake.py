@@ -64,6 +64,20 @@ Bad requests get Binance's error bodies: ``400 {"code":-1121,"msg":"Invalid symb
 ``-1102`` (missing symbol), ``-1100`` (illegal characters in ``limit``). Answers carry
 ``x-mbx-used-weight`` / ``x-mbx-used-weight-1m`` (the weight used in the current minute).
 
+Request weight is enforced as Binance does, per fixed minute of the trio clock (the fake's
+stands for one IP): exchangeInfo costs 20, depth by ``limit`` (``arbd_binance.limits``). A
+request that would take the minute past ``weight_limit`` (6000) is not served: it gets ``429``
+with ``Retry-After`` (seconds to the next minute) and Binance's ``-1003`` body::
+
+    {"code":-1003,"msg":"Too much request weight used; current limit is 6000 request weight per
+     1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
+
+(the message as Binance's error-code list words it; the real server escalates to 418 bans for
+clients that keep going, which this fake does not model). ``weight_refusals`` counts these;
+``weight_log`` holds ``(trio time, weight)`` of every request served. Weight is charged when
+the request is answered, after ``faults.http_delay`` (a constant delay shifts every charge
+alike, so what fits per minute is unchanged).
+
 Keepalive and limits, as documented: a WebSocket ping frame every ``ping_interval`` (20 s); if no
 pong has come ``pong_timeout`` (60 s) after a ping the connection is dropped. More than
 ``max_incoming_per_second`` (5) incoming messages (text, binary, ping and pong frames) within any
@@ -79,6 +93,7 @@ raises: Binance spot books carry no checksum.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -89,10 +104,11 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from arbd.testing.connection import FakeConnection
+from arbd.testing.connection import FakeConnection, trim
 from arbd.testing.fake import HttpAnswer
 from arbd.testing.market import BookUpdate, Level
 from arbd.testing.marketfake import Bar, FakeMarket, Listing, MarketFake, Out
+from arbd_binance.limits import EXCHANGE_INFO_WEIGHT, REST_WEIGHT_PER_MINUTE, depth_weight
 
 DEFAULT_SYMBOLS: Final = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BTC/USDC")
 """Includes the adapter's defaults (BTC/USDT, ETH/USDT); BTC/USDC is there because its native
@@ -113,7 +129,6 @@ _ALL_MARKET_STREAMS: Final = frozenset(
 # Streams this fake fills with data (the adapter's four), by stream-name suffix.
 TRADE, DEPTH, TICKER, KLINE = "trade", "depth@100ms", "bookTicker", "kline_1m"
 
-_REST_WEIGHT_EXCHANGE_INFO: Final = 20
 _encode = msgspec.json.Encoder().encode
 
 
@@ -127,13 +142,12 @@ def stream_of(m: FakeMarket, suffix: str) -> str:
     return f"{m.native.lower()}@{suffix}"
 
 
-def depth_weight(limit: int) -> int:
-    """REST weight of ``GET /api/v3/depth`` by ``limit`` (reference §1.1)."""
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    return 50 if limit <= 1000 else 250
+def too_much_weight(limit: int) -> str:
+    """The message of Binance's ``-1003`` answer (HTTP 429) to a request over the weight limit."""
+    return (
+        f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+        "Please use WebSocket Streams for live updates to avoid polling the API."
+    )
 
 
 class RequestError(Exception):
@@ -195,6 +209,8 @@ class BinanceFake(MarketFake):
     max_streams: int = 1024
     kline_push_interval: float = 2.0
     """Market seconds between pushes of the current kline (Binance: 2000 ms for ``1m``)."""
+    weight_limit: int = REST_WEIGHT_PER_MINUTE
+    """REST weight served per minute; beyond it, 429 (see the module docstring)."""
 
     def __init__(
         self,
@@ -215,6 +231,9 @@ class BinanceFake(MarketFake):
         self._peers: dict[int, _Peer] = {}
         self._weight_minute = -1
         self._weight_used = 0
+        self.weight_refusals = 0
+        self.weight_log: list[tuple[float, int]] = []
+        """``(trio time, weight)`` of each REST request served (the newest ``max_history``)."""
 
     def default_symbols(self) -> Sequence[str]:
         return DEFAULT_SYMBOLS
@@ -419,22 +438,28 @@ class BinanceFake(MarketFake):
             return super().handle_http(method, path, query)
         if path == "/api/v3/exchangeInfo":
             status, body = self._exchange_info(query)
-            return self._rest(status, body, _REST_WEIGHT_EXCHANGE_INFO)
+            return self._rest(status, body, EXCHANGE_INFO_WEIGHT)
         if path == "/api/v3/depth":
             status, body, weight = self._depth(query)
             return self._rest(status, body, weight)
         return super().handle_http(method, path, query)
 
     def _rest(self, status: int, body: object, weight: int) -> HttpAnswer:
-        minute = int(trio.current_time() // 60)
+        now = trio.current_time()
+        minute = int(now // 60)
         if minute != self._weight_minute:
             self._weight_minute, self._weight_used = minute, 0
-        self._weight_used += weight
-        headers = {
-            "Content-Type": "application/json;charset=UTF-8",
-            "x-mbx-used-weight": str(self._weight_used),
-            "x-mbx-used-weight-1m": str(self._weight_used),
-        }
+        headers = {"Content-Type": "application/json;charset=UTF-8"}
+        if self._weight_used + weight > self.weight_limit:
+            self.weight_refusals += 1
+            headers["Retry-After"] = str(math.ceil((minute + 1) * 60 - now))
+            status, body = 429, {"code": -1003, "msg": too_much_weight(self.weight_limit)}
+        else:
+            self._weight_used += weight
+            self.weight_log.append((now, weight))
+            trim(self.weight_log, self.max_history)
+        used = str(self._weight_used)
+        headers["x-mbx-used-weight"] = headers["x-mbx-used-weight-1m"] = used
         return status, headers, _encode(body)
 
     def _exchange_info(self, query: dict[str, str]) -> tuple[int, object]:
@@ -458,7 +483,7 @@ class BinanceFake(MarketFake):
                     "rateLimitType": "REQUEST_WEIGHT",
                     "interval": "MINUTE",
                     "intervalNum": 1,
-                    "limit": 6000,
+                    "limit": self.weight_limit,
                 },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},

@@ -195,6 +195,15 @@ class OkxSession(ExchangeSession):
     def on_http_failed(self, request: HttpRequest, reason: str, out: list[Event]) -> None:
         self.books.on_http_failed(request, reason, self._last_ns, out)
 
+    def waiting(self, subscription: Subscription) -> bool:
+        """A book bootstrapping from REST (no-snapshot mode): updates are buffered while its
+        snapshot request is queued or in flight, so the watchdog must not take it for stale.
+        A failed or exhausted bootstrap leaves ``bootstrapping``, ending the wait."""
+        if subscription.channel != "book":
+            return False
+        state = self.books.states.get(self.adapter.native(subscription.symbol))
+        return state is not None and state.phase == "bootstrapping"
+
     # -- control frames ---------------------------------------------------------------------
 
     def send_request(self, op: str, args: list[wire.Arg]) -> None:

@@ -5,7 +5,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from arbd.feed.backoff import Backoff
-from arbd.feed.budget import ConnectionBudget
 
 
 @given(
@@ -63,14 +62,3 @@ def test_invalid_parameters_rejected():
         Backoff(0.0, 1.0, 1.0)
     with pytest.raises(ValueError):
         Backoff(2.0, 1.0, 1.0)
-
-
-def test_connection_budget_limits_attempts_per_window():
-    budget = ConnectionBudget(limit=3, window=10.0)
-    for t in (0.0, 1.0, 2.0):
-        assert budget.delay(t) == 0.0
-        budget.take(t)
-    assert budget.delay(3.0) == pytest.approx(7.0)
-    assert budget.delay(10.0) == 0.0  # the attempt at t=0 has left the window
-    budget.take(10.0)
-    assert budget.delay(10.5) == pytest.approx(0.5)

@@ -27,6 +27,7 @@ from arbd.model import CHANNELS, Book, Candle, Event, FeedStatus, Quote, Subscri
 from arbd.plugins import load_plugins
 from arbd_binance import plugin
 from arbd_binance.adapter import BinanceAdapter, BinanceSession, stream_url
+from arbd_binance.limits import depth_weight
 
 # -- verbatim payloads (exchange-protocols.md §1) ----------------------------------------------
 
@@ -211,6 +212,7 @@ def test_spec() -> None:
     assert spec.channels == ("price", "trades", "book", "candles")
     assert spec.continuous_channels == ("price", "book")
     assert (spec.max_streams_per_connection, spec.max_outgoing_per_second) == (1024, 4.0)
+    assert spec.rest_weight_per_minute == 6000
     assert spec.keepalive.protocol_ping_interval is None
     assert spec.keepalive.app_ping_interval is None
     assert spec.keepalive.idle_timeout == 60.0
@@ -230,7 +232,7 @@ def test_exchange_info_parsing() -> None:
     adapter = make_adapter(("BTC/USDT", "1000SATS/USDT"))
     (request,) = adapter.instrument_requests()
     assert request == HttpRequest(
-        url="https://api.binance.com/api/v3/exchangeInfo", purpose="instruments"
+        url="https://api.binance.com/api/v3/exchangeInfo", purpose="instruments", weight=20
     )
     adapter.load_instruments(answer(adapter, EXCHANGE_INFO))
     assert set(adapter.instruments) == {
@@ -698,6 +700,7 @@ def test_snapshot_request_follows_the_first_buffered_event() -> None:
         HttpRequest(
             url="https://api.binance.com/api/v3/depth?symbol=BNBBTC&limit=1000",
             purpose="depth:BNBBTC",
+            weight=50,
         )
     ]
     assert feed(session, depth(161, 162), depth(163, 165)) == []  # buffered, no second request
@@ -709,6 +712,35 @@ def test_snapshot_limit_grows_with_the_published_depth() -> None:
     feed(session, depth(1, 2))
     (request,) = session.take_http_requests()
     assert request.url.endswith("/api/v3/depth?symbol=BNBBTC&limit=5000")
+    assert request.weight == 250
+
+
+@pytest.mark.parametrize(
+    ("limit", "weight"),
+    [(1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50), (1001, 250), (5000, 250)],
+)
+def test_depth_weight_follows_the_documented_table(limit: int, weight: int) -> None:
+    assert depth_weight(limit) == weight
+
+
+def test_a_book_waits_while_its_snapshot_is_queued_or_in_flight() -> None:
+    session = make_session()
+    session.start(0)
+    book, price = Subscription("book", "BNB/BTC"), Subscription("price", "BNB/BTC")
+    assert not session.waiting(book)  # no data yet: nothing asked for
+    feed(session, depth(1, 2))
+    (request,) = session.take_http_requests()
+    assert session.waiting(book)  # buffered, snapshot asked for
+    assert not session.waiting(price)  # quotes are never held back
+    assert not session.waiting(Subscription("book", "BNB/USDT"))
+    snapshot(session, snap(1, '[["0.0024","5"]]', '[["0.0026","50"]]'), request=request)
+    assert not session.waiting(book)  # valid and published
+    # A failed request ends the wait, so the watchdog's resubscribe recovers the book.
+    feed(session, depth(5, 6))  # a gap: the book restarts and asks for a new snapshot
+    (request,) = session.take_http_requests()
+    assert session.waiting(book)
+    session.on_http_failed(request, "GET failed: ConnectTimeout", [])
+    assert not session.waiting(book)
 
 
 def test_the_documented_procedure_with_buffered_events() -> None:

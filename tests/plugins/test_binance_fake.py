@@ -108,6 +108,37 @@ async def test_depth_snapshot_and_its_errors() -> None:
     assert other.status_code == 404
 
 
+async def test_request_weight_is_enforced_per_minute_with_429_and_retry_after(
+    virtual_time: Any,
+) -> None:
+    heavy = {"symbol": "BTCUSDT", "limit": "5000"}  # weight 250: 24 fill the minute
+    async with (
+        open_fake(BinanceFake()) as fake,
+        httpx.AsyncClient(base_url=fake.rest_url) as http,
+    ):
+        await trio.sleep_until(600.0)  # the start of a minute
+        for n in range(1, 25):
+            ok = await http.get("/api/v3/depth", params=heavy)
+            assert (ok.status_code, ok.headers["x-mbx-used-weight-1m"]) == (200, str(250 * n))
+        await trio.sleep(20.0)
+        refused = await http.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"})
+        info = await http.get("/api/v3/exchangeInfo")
+        await trio.sleep_until(660.0)  # the next minute
+        served = await http.get("/api/v3/depth", params=heavy)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "40"  # seconds to the next minute
+    assert refused.json() == {
+        "code": -1003,
+        "msg": "Too much request weight used; current limit is 6000 request weight per 1 "
+        "MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+    }
+    assert refused.headers["x-mbx-used-weight-1m"] == "6000"  # the refusal is not charged
+    assert info.status_code == 429
+    assert (served.status_code, served.headers["x-mbx-used-weight-1m"]) == (200, "250")
+    assert fake.weight_refusals == 2
+    assert fake.weight_log == [(600.0, 250)] * 24 + [(660.0, 250)]
+
+
 async def test_control_frames_acks_and_errors(virtual_time: Any) -> None:
     with trio.fail_after(LIMIT):
         async with open_fake(BinanceFake()) as fake, open_probe(fake.ws_url("/stream")) as probe:

@@ -823,6 +823,24 @@ def test_no_snapshot_mode_bootstraps_from_rest() -> None:
     assert session.stats.sequence_gaps == 0
 
 
+def test_a_book_bootstrapping_from_rest_is_waiting_until_answered_or_failed() -> None:
+    session = make_session()
+    book = Subscription("book", "BTC/USDT")
+    assert not session.waiting(book)
+    feed(session, update(105, 100))
+    (request,) = session.take_http_requests()
+    assert session.waiting(book)
+    assert not session.waiting(Subscription("price", "BTC/USDT"))
+    respond(session, request, rest_book(105, BIDS, ASKS))
+    assert not session.waiting(book)  # valid
+    session.resubscribe([book], 0)
+    feed(session, BOOKS_ACK, update(110, 106))
+    (request,) = session.take_http_requests()
+    assert session.waiting(book)
+    session.on_http_failed(request, "connection refused", [])
+    assert not session.waiting(book)  # failed: the watchdog may resubscribe it
+
+
 def test_rest_snapshot_between_updates_and_as_a_string_seq_id() -> None:
     session = make_session()
     feed(session, update(105, 100), update(110, 105))
