@@ -117,6 +117,10 @@ class HubSubscriber:
         self._latest: dict[object, object] = {}
         self._queue: deque[object] = deque(maxlen=capacity if policy == "drop_oldest" else None)
         self._events: deque[Event] = deque()
+        self._wholes: list[bytes] | None = []
+        """While everything buffered since the last drain came in whole batches: each batch's
+        items joined (the hub makes that once per batch, for every subscriber taking it), so
+        ``drain_parts`` need not join item by item. None once anything else came in."""
 
     def __len__(self) -> int:
         return len(self._latest) or len(self._queue)
@@ -130,10 +134,12 @@ class HubSubscriber:
         events: Sequence[Event],
         items: Sequence[object],
         keys: Sequence[object] | None = None,
+        whole: bytes | None = None,
     ) -> None:
         """Add ``items[i]`` for ``events[i]``, in order: the same result as ``offer`` for each.
 
-        ``keys`` are the events' :func:`conflation_keys` when the caller already has them.
+        ``keys`` are the events' :func:`conflation_keys` when the caller already has them;
+        ``whole``, the items (bytes) already joined, when the caller has that.
         ``wake`` is called once if the buffer was empty and now is not, or when this call made
         the subscriber overflow (so its owner notices and closes it).
         """
@@ -141,23 +147,33 @@ class HubSubscriber:
             return
         was_empty = not (self._latest or self._queue)
         policy = self.policy
+        appended = True  # the items were appended, nothing dropped or conflated
         if policy == "conflate":
             if not self._latest and len(self._queue) + len(items) <= self.capacity:
                 self._queue.extend(items)
                 self._events.extend(events)
             else:
                 self._offer_conflate(events, items, keys or conflation_keys(events))
+                appended = False
         elif policy == "drop_oldest":
             queue = self._queue
             excess = len(queue) + len(items) - self.capacity
             if excess > 0:
                 self.dropped += excess
+                appended = False
             queue.extend(items)
         elif len(self._queue) + len(items) > self.capacity:
             self.overflowed = True
             self._queue.clear()
+            appended = False
         else:
             self._queue.extend(items)
+        wholes = [] if was_empty else self._wholes
+        if wholes is not None and appended and whole is not None:
+            wholes.append(whole)
+            self._wholes = wholes
+        else:
+            self._wholes = None
         if self.wake is not None and (
             self.overflowed or (was_empty and (self._latest or self._queue))
         ):
@@ -202,6 +218,7 @@ class HubSubscriber:
 
     def drain(self) -> list[object]:
         """Everything buffered, oldest first; empties the buffer."""
+        self._wholes = []
         if self._latest:
             items = list(self._latest.values())
             self._latest.clear()
@@ -211,9 +228,16 @@ class HubSubscriber:
             self._events.clear()
         return items
 
-    def drain_joined(self) -> tuple[bytes, int]:
-        """For a subscriber of bytes: everything buffered joined into one ``bytes``, and how
-        many items that was; empties the buffer (what ``drain`` does, without the list)."""
+    def drain_parts(self) -> tuple[list[bytes], int]:
+        """For a subscriber of bytes: everything buffered as a few ``bytes`` to write in order
+        (the whole batches as the hub joined them, else the items joined here), and how many
+        items that was; empties the buffer (what ``drain`` does, without joining per item)."""
+        wholes, self._wholes = self._wholes, []
+        if wholes and not self._latest:
+            count = len(self._queue)
+            self._queue.clear()
+            self._events.clear()
+            return wholes, count
         if self._latest:
             data = b"".join(self._latest.values())  # type: ignore[arg-type]
             count = len(self._latest)
@@ -223,7 +247,7 @@ class HubSubscriber:
             count = len(self._queue)
             self._queue.clear()
             self._events.clear()
-        return data, count
+        return [data], count
 
 
 def conflation_keys(events: Sequence[Event]) -> list[object]:
@@ -393,6 +417,7 @@ class Hub:
         # wants the same form.
         encoded: list[bytes] | None = None
         wired: dict[Wire, list[bytes]] = {}
+        joined: dict[int, bytes] = {}
         keys: list[object] | None = None
         for sub in self.subscribers:
             if sub.match_all:
@@ -419,7 +444,13 @@ class Hub:
                     keys = conflation_keys(batch)
                 sub_keys = keys
             if picked is None:
-                sub.offer_many(batch, items, sub_keys)
+                whole: bytes | None = None
+                if sub.encoded:
+                    # Joined once per form of the batch, for every subscriber taking it whole.
+                    whole = joined.get(id(items))
+                    if whole is None:
+                        whole = joined[id(items)] = b"".join(items)  # type: ignore[arg-type]
+                sub.offer_many(batch, items, sub_keys, whole)
             else:
                 sub.offer_many(
                     [batch[i] for i in picked],

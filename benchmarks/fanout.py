@@ -22,10 +22,15 @@ Run:  python benchmarks/fanout.py [--quick] [--only throughput,idle,latency,fram
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import multiprocessing
 import os
+import re
+import socket
 import statistics
 import sys
+import threading
 import time
 import timeit
 from collections.abc import Awaitable, Callable
@@ -48,6 +53,7 @@ from _fanout_client import client_main, raise_nofile
 from _results import emit, report, table
 
 SYMBOLS = [f"S{i:03d}/USDT" for i in range(100)]
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def quote(i: int, received_ns: int) -> Quote:
@@ -312,6 +318,115 @@ async def _latency(
     return rows[0]
 
 
+# -- the floor: what no Python server can beat on this machine ----------------------------------
+
+
+def _floor_accept(listener: socket.socket, n: int) -> list[socket.socket]:
+    """Accept ``n`` clients with the least a WebSocket server must do: the 101 answer, a
+    ``hello``, then ``subscribed`` once the client's subscribe arrives."""
+    hello = text_frame(b'{"type":"hello"}')
+    subscribed = text_frame(b'{"type":"subscribed"}')
+    socks = []
+    for _ in range(n):
+        sock, _ = listener.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += sock.recv(65536)
+        key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.IGNORECASE)
+        assert key is not None, request
+        accept = base64.b64encode(hashlib.sha1(key.group(1) + _WS_GUID).digest())
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n" + hello
+        )
+        sock.recv(65536)  # the subscribe frame (its content does not matter here)
+        sock.sendall(subscribed)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def _floor_publish(
+    socks: list[socket.socket], rate: int, stop: threading.Event, refused: list[int]
+) -> None:
+    """Every 1 ms: the due events framed and joined once, then one ``os.write`` per client
+    (nothing per client but the system call; a write the kernel refuses is dropped and
+    counted in ``refused[0]``: the clients' byte count then shows the loss)."""
+    fds = [sock.fileno() for sock in socks]
+    start = time.perf_counter()
+    sent = 0
+    while not stop.is_set():
+        due = int((time.perf_counter() - start) * rate) - sent
+        if due > 0:
+            now = time.time_ns()
+            data = b"".join(
+                text_frame(msgspec.json.encode(quote(sent + i, now))) for i in range(due)
+            )
+            sent += due
+            for fd in fds:
+                try:
+                    os.write(fd, data)
+                except BlockingIOError:
+                    refused[0] += 1
+        time.sleep(0.001)
+
+
+async def run_floor(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None]
+) -> list[list[Any]]:
+    """The latency run against the floor server instead of arbd, same clients and rate."""
+    rows = []
+    if cpus[0] is not None:
+        os.sched_setaffinity(0, {cpus[0]})
+    for subscribers in args.latency_subscribers:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=subscribers)
+        clients = Clients(listener.getsockname()[1], subscribers, {}, cpus[1])
+        socks, (_, opened, error) = await _together(
+            partial(trio.to_thread.run_sync, _floor_accept, listener, subscribers), clients.call
+        )
+        assert opened == subscribers, error
+        stop = threading.Event()
+        refused = [0]
+        publisher = threading.Thread(target=_floor_publish, args=(socks, args.rate, stop, refused))
+        publisher.start()
+        found, total = await clients.call("latency", args.seconds, args.sample_every)
+        stop.set()
+        publisher.join()
+        clients.close()
+        for sock in socks:
+            sock.close()
+        listener.close()
+        found.sort()
+        us = [x / 1000 for x in found]
+        rows.append(
+            [
+                f"{args.rate:,} events/s to {subscribers} subscribers",
+                total / FRAME_SIZE / args.seconds,
+                statistics.median(us),
+                us[int(len(us) * 0.99)],
+                us[-1],
+                len(us),
+                refused[0],
+            ]
+        )
+    return rows
+
+
+async def _together(
+    first: Callable[[], Awaitable[Any]], second: Callable[[], Awaitable[Any]]
+) -> tuple[Any, Any]:
+    results: list[Any] = [None, None]
+
+    async def one(i: int, fn: Callable[[], Awaitable[Any]]) -> None:
+        results[i] = await fn()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, 0, first)
+        nursery.start_soon(one, 1, second)
+    return results[0], results[1]
+
+
 def run_framing() -> list[list[Any]]:
     payload = msgspec.json.encode(quote(0, time.time_ns()))
     n = 200_000
@@ -356,7 +471,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, seconds in total")
-    parser.add_argument("--only", default="throughput,idle,latency,framing")
+    parser.add_argument("--only", default="throughput,idle,latency,floor,framing")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--latency-subscribers", default="100,10", help="one run per count")
@@ -427,6 +542,24 @@ def main() -> None:
                     ("samples", ",d"),
                     ("flusher pass µs", ",.0f"),
                     ("µs per client write", ".1f"),
+                ],
+                rows,
+            )
+        )
+    if "floor" in only:
+        rows = trio.run(run_floor, args, cpus)
+        tables.append(
+            table(
+                "Latency floor: the same clients, rate and frames from a server that does "
+                "nothing but one os.write per client per 1 ms tick",
+                [
+                    ("load", ""),
+                    ("msgs/s delivered", ",.0f"),
+                    ("p50 µs", ",.0f"),
+                    ("p99 µs", ",.0f"),
+                    ("max µs", ",.0f"),
+                    ("samples", ",d"),
+                    ("writes refused", ",d"),
                 ],
                 rows,
             )

@@ -258,3 +258,28 @@ def test_batched_publish_equals_one_event_at_a_time(events, cuts, capacity, poli
             reference.offer(event, encode_event(event))
     assert sub.drain() == [item for _, item in reference.entries]
     assert (sub.dropped, sub.overflowed) == (reference.dropped, reference.overflowed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(_events, max_size=40),
+    cuts=st.lists(st.tuples(st.integers(1, 8), st.booleans()), max_size=20),
+    capacity=st.integers(1, 12),
+    policy=st.sampled_from(["conflate", "drop_oldest", "disconnect"]),
+    symbols=st.sampled_from([frozenset(), frozenset({"A/B"})]),
+)
+def test_drain_parts_are_the_drained_items(events, cuts, capacity, policy, symbols):
+    """What a server writes (``drain_parts``: whole batches as the hub joined them) is exactly
+    the drained items joined, whatever was dropped, conflated or drained in between."""
+    hub = Hub()
+    joined = hub.subscribe(Filter(symbols=symbols), capacity=capacity, policy=policy, wire=bytes)
+    listed = hub.subscribe(Filter(symbols=symbols), capacity=capacity, policy=policy, wire=bytes)
+    start = 0
+    for size, drain_now in [*cuts, (len(events), True)]:
+        hub.publish(events[start : start + size])
+        start += size
+        if drain_now:
+            items = listed.drain()
+            parts, count = joined.drain_parts()
+            assert (b"".join(parts), count) == (b"".join(items), len(items))
+    assert (joined.dropped, joined.overflowed) == (listed.dropped, listed.overflowed)

@@ -45,6 +45,9 @@ RECEIVE_SIZE: Final = 64 * 1024
 CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing handshake may take before the TCP connection is closed regardless."""
 BROKEN: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
+WRITEV_MAX: Final = 64
+"""Buffers per ``writev`` (the kernel allows IOV_MAX, 1024); more are joined first: a client
+that fell behind by that many batches gets one copy, the usual one to three are not copied."""
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
@@ -164,9 +167,9 @@ class ClientConnection:
         self._queued = False
         if self._unsent or self._stopped or self.output.close_request is not None:
             return
-        data = self.output.take(now)
-        if data:
-            self._write(memoryview(data))
+        parts = self.output.take(now)
+        if parts:
+            self._write(parts)
         if self.output.close_request is not None or self._unsent:
             self._attention.set()
 
@@ -177,10 +180,14 @@ class ClientConnection:
         self.output.request_close(1011, "internal error")
         self._attention.set()
 
-    def _write(self, data: memoryview) -> None:
-        """One non-blocking write; what the kernel does not take waits in ``_unsent``."""
+    def _write(self, parts: list[bytes] | list[memoryview]) -> None:
+        """One non-blocking write of ``parts`` in order (``writev`` when there are several:
+        whole batches go out without being copied together); what the kernel does not take
+        waits in ``_unsent``."""
         try:
-            written = os.write(self._fd, data)
+            written = (
+                os.write(self._fd, parts[0]) if len(parts) == 1 else os.writev(self._fd, parts)
+            )
         except BlockingIOError:
             written = 0
         except OSError:
@@ -189,7 +196,12 @@ class ClientConnection:
             self.output.request_close(1006, "connection lost")
             self._attention.set()
             return
-        self._unsent = data[written:]
+        if len(parts) == 1:
+            self._unsent = memoryview(parts[0])[written:]
+        elif written < sum(map(len, parts)):
+            self._unsent = memoryview(b"".join(parts))[written:]
+        else:
+            self._unsent = memoryview(b"")
 
     def apply(self, outcome: Outcome) -> None:
         """Carry out what the session decided for one client message."""
@@ -279,12 +291,12 @@ class ClientConnection:
                     self.output.request_close(1008, "too slow")
                     log.info("client %s: a write stayed blocked %g s; dropped", self.peer, wait)
                     return
-                self._write(self._unsent)
+                self._write([self._unsent])
                 if not self._unsent and self.output.close_request is None:
                     # Caught up with the old bytes; what arrived meanwhile goes out now.
-                    data = self.output.take(trio.current_time())
-                    if data:
-                        self._write(memoryview(data))
+                    parts = self.output.take(trio.current_time())
+                    if parts:
+                        self._write(parts)
 
     # -- life cycle -------------------------------------------------------------------------------
 

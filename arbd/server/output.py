@@ -130,8 +130,9 @@ class ClientOutput:
         self.sent_messages += len(items)
         return frames + items
 
-    def take(self, now: float) -> bytes:
-        """Everything to write now, in order, as one buffer; empties both sources."""
+    def take(self, now: float) -> list[bytes]:
+        """Everything to write now, in order, as a few buffers (often one; write them with one
+        ``writev``); empties both sources."""
         sub = self.sub
         if (
             sub is not None
@@ -142,9 +143,10 @@ class ClientOutput:
             and self.close_request is None
         ):
             # The usual case, once per client per flush: only events, none lost.
-            data, count = sub.drain_joined()
+            parts, count = sub.drain_parts()
             self.sent_messages += count
-            return data
+            return parts
         parts = self.outbox
         self.outbox = []
-        return b"".join(parts + self.backlog(now))
+        data = b"".join(parts + self.backlog(now))
+        return [data] if data else []
