@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -351,6 +351,35 @@ class MarketState:
         return events
 
 
+class _Offer(NamedTuple):
+    """What ``Hub.publish`` hands the subscribers that want the same part of a batch in the
+    same form (``HubSubscriber.offer_many``'s arguments)."""
+
+    events: Sequence[Event]
+    items: Sequence[object]
+    keys: Sequence[object] | None
+    whole: bytes | None
+
+    @classmethod
+    def of(
+        cls,
+        batch: list[Event],
+        items: list[Event] | list[bytes],
+        keys: list[object] | None,
+        picked: list[int] | None,
+        encoded: bool,
+    ) -> _Offer:
+        """``picked`` (indices into ``batch``; None: all) of ``batch`` and ``items``, with
+        their conflation ``keys`` and, for bytes, the items joined."""
+        chosen: Sequence[object] = items
+        if picked is not None:
+            batch = [batch[i] for i in picked]
+            chosen = [items[i] for i in picked]
+            keys = None if keys is None else [keys[i] for i in picked]
+        whole = b"".join(chosen) if encoded else None  # type: ignore[arg-type]
+        return cls(batch, chosen, keys, whole)
+
+
 class Hub:
     """Synchronous publish/subscribe. Not thread-safe: one trio run owns it."""
 
@@ -413,21 +442,27 @@ class Hub:
             if extra:
                 batch.extend(extra)
         self.state.update(batch)
-        # Encodings are made lazily, once per batch, and shared by every subscriber that
-        # wants the same form.
+        # Everything a subscriber is offered is made lazily, once per batch, and shared by
+        # every subscriber that wants the same: the encodings (per form), the selection (per
+        # distinct filter: clients that subscribed alike cost one filter pass), and the
+        # selection's items, conflation keys and joined bytes (per filter, form and policy).
         encoded: list[bytes] | None = None
         wired: dict[Wire, list[bytes]] = {}
-        joined: dict[int, bytes] = {}
         keys: list[object] | None = None
+        selections: dict[Filter, list[int]] = {}
+        offers: dict[tuple[Filter | None, int, bool], _Offer] = {}
         for sub in self.subscribers:
-            if sub.match_all:
-                picked: list[int] | None = None
-            else:
-                matches = sub.filter.matches
-                picked = [i for i, event in enumerate(batch) if matches(event)]
+            filter = None if sub.match_all else sub.filter
+            picked: list[int] | None = None
+            if filter is not None:
+                picked = selections.get(filter)
+                if picked is None:
+                    matches = filter.matches
+                    picked = [i for i, event in enumerate(batch) if matches(event)]
+                    selections[filter] = picked
                 if not picked:
                     continue
-            items: Sequence[object] = batch
+            items: list[Event] | list[bytes] = batch
             if sub.encoded:
                 if encoded is None:
                     encoded = [self._encoder.encode(event) for event in batch]
@@ -438,23 +473,12 @@ class Hub:
                     if framed is None:
                         framed = wired[wire] = [wire(data) for data in encoded]
                     items = framed
-            sub_keys: list[object] | None = None
-            if sub.policy == "conflate":
-                if keys is None:
+            conflate = sub.policy == "conflate"
+            offer = offers.get((filter, id(items), conflate))
+            if offer is None:
+                if conflate and keys is None:
                     keys = conflation_keys(batch)
-                sub_keys = keys
-            if picked is None:
-                whole: bytes | None = None
-                if sub.encoded:
-                    # Joined once per form of the batch, for every subscriber taking it whole.
-                    whole = joined.get(id(items))
-                    if whole is None:
-                        whole = joined[id(items)] = b"".join(items)  # type: ignore[arg-type]
-                sub.offer_many(batch, items, sub_keys, whole)
-            else:
-                sub.offer_many(
-                    [batch[i] for i in picked],
-                    [items[i] for i in picked],
-                    None if sub_keys is None else [sub_keys[i] for i in picked],
-                )
+                offer = _Offer.of(batch, items, keys if conflate else None, picked, sub.encoded)
+                offers[filter, id(items), conflate] = offer
+            sub.offer_many(offer.events, offer.items, offer.keys, offer.whole)
         self.published += len(batch)

@@ -184,10 +184,13 @@ class ClientConnection:
         """One non-blocking write of ``parts`` in order (``writev`` when there are several:
         whole batches go out without being copied together); what the kernel does not take
         waits in ``_unsent``."""
+        if len(parts) > WRITEV_MAX:
+            parts = [b"".join(parts)]
         try:
-            written = (
-                os.write(self._fd, parts[0]) if len(parts) == 1 else os.writev(self._fd, parts)
-            )
+            if len(parts) == 1:
+                written = os.write(self._fd, parts[0])
+            else:
+                written = os.writev(self._fd, parts)
         except BlockingIOError:
             written = 0
         except OSError:

@@ -282,16 +282,26 @@ async def test_drop_oldest_accounts_for_every_event():
 
 
 @pytest.mark.parametrize("sndbuf", [None, 4096])
-async def test_a_long_backlog_arrives_whole_and_in_order(sndbuf):
-    """Thousands of frames pending at once: what a full socket buffer did not take follows in
-    order, with nothing lost or repeated."""
+@pytest.mark.parametrize("batches", ["one", "each", "each, everything"])
+async def test_a_long_backlog_arrives_whole_and_in_order(sndbuf, batches):
+    """Thousands of frames pending at once, in one published batch or in thousands (more
+    than one ``writev`` takes), to a client with a filter or wanting everything: what a full
+    socket buffer did not take follows in order, with nothing lost or repeated."""
     hub = Hub()
     total = 3079
     async with running_server(hub, sndbuf=sndbuf, buffer=10 * total) as server:
         async with open_client(server.url) as client:
             await client.receive()
-            await subscribed(client, channels=["trades"])
-            hub.publish([trade(n) for n in range(total)])  # one flush holds all of them
+            if batches == "each, everything":
+                await subscribed(client)
+            else:
+                await subscribed(client, channels=["trades"])
+            # No await in between: one flush holds all of them.
+            if batches == "one":
+                hub.publish([trade(n) for n in range(total)])
+            else:
+                for n in range(total):
+                    hub.publish([trade(n)])
             with trio.fail_after(10):
                 sequences = [(await client.receive())["sequence"] for _ in range(total)]
             assert sequences == list(range(total))
