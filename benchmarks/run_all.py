@@ -204,13 +204,15 @@ class Outcome:
     seconds: float = 0.0
     load: str = ""
     """The 1-minute load average when it started."""
+    started: str = ""
+    """When it started (UTC)."""
 
 
 def run_bench(bench: Bench, quick: bool, python: str, runs: int | None = None) -> Outcome:
     script = Path(bench.script) if os.path.isabs(bench.script) else HERE / bench.script
     args = bench.args(quick)
     shown = shlex.join(["python", f"benchmarks/{script.name}", *args])
-    outcome = Outcome(bench, shown, load=f"{os.getloadavg()[0]:.2f}")
+    outcome = Outcome(bench, shown, load=f"{os.getloadavg()[0]:.2f}", started=utc_now())
     timeout = 60 * 4 * (bench.quick_minutes if quick else bench.minutes)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,13 +244,17 @@ def run_bench(bench: Bench, quick: bool, python: str, runs: int | None = None) -
     return outcome
 
 
-def bench_block(outcome: Outcome, env: dict[str, str], when: str) -> str:
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def bench_block(outcome: Outcome, env: dict[str, str]) -> str:
     """One benchmark's part of the section, between its own markers (so ``--only`` can replace
     it and keep the others), with when, where and from which revision it ran."""
     name = outcome.bench.name
     lines = [
         f"<!-- bench:{name} -->",
-        f"*{name}: ran {when}, load average at its start {outcome.load}, "
+        f"*{name}: ran {outcome.started}, load average at its start {outcome.load}, "
         f"arbd {env['arbd']}, {outcome.seconds / 60:.1f} min.*",
         "",
     ]
@@ -273,9 +279,9 @@ def render(
 ) -> str:
     """The results section; blocks of ``kept`` (a previous section) for benchmarks that did not
     run now are carried over, in the suite's order."""
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_now()
     blocks = {m.group(1): m.group(0) for m in BLOCK.finditer(kept)}
-    blocks.update((o.bench.name, bench_block(o, env, when)) for o in outcomes)
+    blocks.update((o.bench.name, bench_block(o, env)) for o in outcomes)
     suite = [b.name for b in BENCHMARKS]
     order = suite + [name for name in blocks if name not in suite]  # others as they came
     ran = ", ".join(o.bench.name for o in outcomes)
