@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from arbd.daemon import Daemon
     from arbd.exchange.adapter import SessionStats
     from arbd.feed.counters import FeedCounters
+    from arbd.feed.rest import RestClient
 
 log = logging.getLogger("arbd.metrics")
 
@@ -156,6 +157,21 @@ _EXCHANGE_COUNTERS: Final[
 )
 """Per-exchange counters read straight off the feed's totals: (family, help, reader)."""
 
+_REST_COUNTERS: tuple[tuple[str, str, Callable[[RestClient], int]], ...] = (
+    ("arbd_rest_requests", "REST attempts (instruments, book snapshots).", lambda r: r.requests),
+    (
+        "arbd_rest_failures",
+        "REST attempts that failed (network error, HTTP 5xx, 429 or 418); each is retried.",
+        lambda r: r.failures,
+    ),
+    (
+        "arbd_rest_budget_waits",
+        "REST attempts that waited for the exchange's request-weight budget.",
+        lambda r: r.budget_waits,
+    ),
+)
+"""Per-exchange counters of the feed's REST client (a reload's new feed starts them at 0)."""
+
 
 class DaemonCollector(Collector):
     """Reads a running :class:`arbd.daemon.Daemon` at scrape time."""
@@ -216,6 +232,10 @@ class DaemonCollector(Collector):
             "Per socket read: frame receipt to events handed to every local subscriber.",
             labels,
         )
+        rest = [
+            (CounterMetricFamily(name, doc, labels=labels), read)
+            for name, doc, read in _REST_COUNTERS
+        ]
         now_ns = time.time_ns()
         book_state = daemon.hub.state.book_state
         book_counts: dict[tuple[str, str], int] = {}
@@ -227,6 +247,8 @@ class DaemonCollector(Collector):
             ex = [exchange_id]
             for family, read in simple:
                 family.add_metric(ex, read(counters, session))
+            for family, read_rest in rest:
+                family.add_metric(ex, read_rest(feed.ctx.rest))
             for event_type, n in counters.events_by_type.items():
                 events.add_metric([exchange_id, EVENT_CHANNEL[event_type]], n)
             for reason, n in sorted(counters.reconnects.items()):
@@ -254,6 +276,7 @@ class DaemonCollector(Collector):
             _add_histogram(ingest, ex, counters.ingest_latency)
             _add_histogram(publish, ex, counters.publish_latency)
         yield from (family for family, _ in simple)
+        yield from (family for family, _ in rest)
         yield from (events, reconnects, state, connections, age, sub_age, books, ingest, publish)
 
     def _hub(self) -> Iterable[Metric]:

@@ -84,6 +84,8 @@ async def test_metrics_carry_every_family_and_health_follows_the_exchanges(regis
                 assert total(samples, "arbd_books", exchange=exchange, state="valid") == 2
                 assert total(samples, "arbd_exchange_state", exchange=exchange, state="live") == 1
                 assert total(samples, "arbd_connections_opened_total", exchange=exchange) >= 1
+                # The instruments came over REST at start.
+                assert total(samples, "arbd_rest_requests_total", exchange=exchange) >= 1
                 assert total(samples, "arbd_ingest_latency_seconds_count", exchange=exchange) > 0
                 assert total(samples, "arbd_publish_latency_seconds_count", exchange=exchange) > 0
                 ages = samples["arbd_subscription_last_data_age_seconds"]
@@ -96,6 +98,9 @@ async def test_metrics_carry_every_family_and_health_follows_the_exchanges(regis
                 "arbd_book_resyncs_total",
                 "arbd_checksum_failures_total",
                 "arbd_crossed_books_total",
+                "arbd_rest_requests_total",
+                "arbd_rest_failures_total",
+                "arbd_rest_budget_waits_total",
                 "arbd_last_message_age_seconds",
                 "arbd_local_clients",
                 "arbd_hub_dropped_events_total",
