@@ -274,32 +274,26 @@ class MarketState:
         self.status: dict[tuple[str, str, str, str, str], FeedStatus] = {}
         self.opportunities: dict[str, Arbitrage] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
-            Quote: self._quote,
-            Book: self._book,
             FeedStatus: self._status,
             Arbitrage: self._arbitrage,
         }
 
     def update(self, events: Iterable[Event]) -> None:
         """Record each of ``events`` that is state (quotes, books, status), in order; trades
-        and candles are not. Quotes, the most frequent, are handled inline."""
-        quotes = self.quotes
+        and candles are not. Quotes and books, the most frequent, are handled inline."""
+        quotes, books, book_state = self.quotes, self.books, self.book_state
         handlers = self._handlers
         for event in events:
             if type(event) is Quote:
                 quotes[event.exchange, event.symbol] = event
+            elif type(event) is Book:
+                key = (event.exchange, event.symbol)
+                books[key] = event
+                book_state[key] = "valid"
             else:
                 handler = handlers.get(type(event))
                 if handler is not None:
                     handler(event)
-
-    def _quote(self, event: Quote) -> None:
-        self.quotes[event.exchange, event.symbol] = event
-
-    def _book(self, event: Book) -> None:
-        key = (event.exchange, event.symbol)
-        self.books[key] = event
-        self.book_state[key] = "valid"
 
     def _status(self, event: FeedStatus) -> None:
         key5 = (event.exchange, event.scope, event.connection, event.channel, event.symbol)
