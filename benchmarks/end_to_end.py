@@ -150,20 +150,24 @@ async def run(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> 
                 subscribed = await fake.call("wait_subscribed", len(symbols))
             assert subscribed >= len(symbols), f"only {subscribed} streams subscribed"
             assert daemon.server_port is not None
-            clients = Child(
-                client_main,
-                daemon.server_port,
-                args.subscribers,
-                {} if args.subscribe == "all" else {"channels": ["trades"]},
-                cpus[0],
-                False,
-            )
-            _, opened, error = await clients.call()
-            assert opened == args.subscribers, error
             warm_up = argparse.Namespace(**{**vars(args), "seconds": 1.0})
-            await step(daemon, fake, clients, 1000, warm_up)
             rates = ladder(args)
             for n in range(args.runs):
+                # Fresh subscribers per run: past saturation the slow-client policy may have
+                # disconnected the last run's (their buffers of trades overflowed).
+                if clients is not None:
+                    clients.close()
+                clients = Child(
+                    client_main,
+                    daemon.server_port,
+                    args.subscribers,
+                    {} if args.subscribe == "all" else {"channels": ["trades"]},
+                    cpus[0],
+                    False,
+                )
+                _, opened, error = await clients.call()
+                assert opened == args.subscribers, error
+                await step(daemon, fake, clients, 1000, warm_up)
                 for rate in rates:
                     row = await step(daemon, fake, clients, rate, args)
                     row["run"] = n
