@@ -23,8 +23,9 @@ empty to non-empty, so an idle writer task costs nothing per event.
 Cost shape: ``publish`` hands each subscriber the events of a batch that it wants in one
 ``offer_many`` call. A subscriber that wants everything costs O(1) Python operations per batch
 (a deque extend; for a ``conflate`` subscriber that fell behind, a dict update with keys
-computed once per batch, unless the buffer is nearly full), whatever the batch size; a
-filtered subscriber adds one filter call per event. ``benchmarks/fanout.py`` measures it.
+computed once per batch, unless the buffer is nearly full), whatever the batch size. Filters
+run once per event per distinct filter, not per subscriber: subscribers that asked for the same
+share the selection, its encoding and its joined bytes. ``benchmarks/fanout.py`` measures it.
 """
 
 from __future__ import annotations
@@ -232,22 +233,16 @@ class HubSubscriber:
         """For a subscriber of bytes: everything buffered as a few ``bytes`` to write in order
         (the whole batches as the hub joined them, else the items joined here), and how many
         items that was; empties the buffer (what ``drain`` does, without joining per item)."""
-        wholes, self._wholes = self._wholes, []
-        if wholes and not self._latest:
-            count = len(self._queue)
-            self._queue.clear()
-            self._events.clear()
-            return wholes, count
-        if self._latest:
-            data = b"".join(self._latest.values())  # type: ignore[arg-type]
-            count = len(self._latest)
-            self._latest.clear()
-        else:
-            data = b"".join(self._queue)  # type: ignore[arg-type]
-            count = len(self._queue)
-            self._queue.clear()
-            self._events.clear()
-        return [data], count
+        wholes = self._wholes
+        if not wholes or self._latest:
+            # join() makes a list of a deque anyway: draining to one first costs nothing more.
+            items = self.drain()
+            return [b"".join(items)], len(items)  # type: ignore[arg-type]
+        count = len(self._queue)
+        self._wholes = []
+        self._queue.clear()
+        self._events.clear()
+        return wholes, count
 
 
 def conflation_keys(events: Sequence[Event]) -> list[object]:

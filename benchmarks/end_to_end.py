@@ -27,7 +27,6 @@ Run:  python benchmarks/end_to_end.py [--seconds 5] [--runs 3] [--quick] [--json
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import resource
 import statistics
@@ -51,32 +50,11 @@ from arbd.testing.marketfake import synthetic_symbols
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _binance_firehose import firehose_main
+from _child import Child
 from _fanout_client import client_main
 from _results import emit, report, table
 
 DEFAULT_RATES = "100,200,500,1000,2000,5000,10000,20000,30000,50000,75000,100000"
-
-
-class Child:
-    """A spawned helper process and its command pipe (blocking calls go through a thread)."""
-
-    def __init__(self, target: Any, *args: Any) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=target, args=(child, *args), daemon=True)
-        self.process.start()
-
-    async def call(self, *command: Any) -> Any:
-        if command:
-            self.pipe.send(command)
-        return await trio.to_thread.run_sync(self.pipe.recv)
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.pipe.send(("exit",))
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
 
 
 def cpu_seconds() -> float:

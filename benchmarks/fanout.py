@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import multiprocessing
 import os
 import re
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -49,7 +47,8 @@ from arbd.server.frames import text_frame
 from arbd.server.ws import serve_websocket
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _fanout_client import client_main, raise_nofile
+from _child import Child
+from _fanout_client import client_main, percentiles, raise_nofile
 from _results import emit, report, table
 
 SYMBOLS = [f"S{i:03d}/USDT" for i in range(100)]
@@ -81,25 +80,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-class Clients:
-    """The client process and its command pipe (blocking calls go through a thread)."""
-
-    def __init__(self, port: int, n: int, subscribe: dict[str, Any] | None, cpu: int | None):
-        ctx = multiprocessing.get_context("spawn")
-        self.pipe, child = ctx.Pipe()
-        self.process = ctx.Process(target=client_main, args=(child, port, n, subscribe, cpu))
-        self.process.start()
-
-    async def call(self, *command: Any) -> Any:
-        if command:
-            self.pipe.send(command)
-        return await trio.to_thread.run_sync(self.pipe.recv)
-
-    def close(self) -> None:
-        self.pipe.send(("exit",))
-        self.process.join(10)
 
 
 async def with_server(
@@ -139,7 +119,7 @@ async def run_throughput(
     for batch in args.batches:
 
         async def body(hub: Hub, server: Any, batch: int = batch) -> None:
-            clients = Clients(server.port, args.subscribers, {}, cpus[1])
+            clients = Child(client_main, server.port, args.subscribers, {}, cpus[1])
             _, opened, error = await clients.call()
             assert opened == args.subscribers, error
             stop = trio.Event()
@@ -203,7 +183,7 @@ async def run_websockets_trio(
             partial(serve, handler, 0, host="127.0.0.1", compression=None, ping_interval=None)
         )
         port = server.listeners[0].socket.getsockname()[1]
-        clients = Clients(port, args.subscribers, {}, cpus[1])
+        clients = Child(client_main, port, args.subscribers, {}, cpus[1])
         _, opened, error = await clients.call()
         assert opened == args.subscribers, error
         stop = trio.Event()
@@ -233,7 +213,9 @@ async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]
     async def body(hub: Hub, server: Any) -> None:
         before = rss_mb()
         started = time.perf_counter()
-        clients = Clients(server.port, args.idle, {"symbols": [], "channels": ["price"]}, cpus[1])
+        clients = Child(
+            client_main, server.port, args.idle, {"symbols": [], "channels": ["price"]}, cpus[1]
+        )
         _, _, error = await clients.call()
         took = time.perf_counter() - started
         after = rss_mb()
@@ -258,6 +240,32 @@ async def run_idle(args: argparse.Namespace, cpus: tuple[int | None, int | None]
     return row
 
 
+LATENCY_COLUMNS = [
+    ("load", ""),
+    ("msgs/s delivered", ",.0f"),
+    ("p50 µs", ",.0f"),
+    ("p99 µs", ",.0f"),
+    ("max µs", ",.0f"),
+    ("samples", ",d"),
+]
+"""The columns ``latency_cells`` fills, shared by the arbd and the floor latency tables."""
+
+
+def latency_cells(
+    args: argparse.Namespace, subscribers: int, found: list[int], total: int
+) -> list[Any]:
+    """One latency row's common cells from the sampled latencies (ns) and the bytes read."""
+    p50, p99, top = percentiles(found, (50, 99, 100))
+    return [
+        f"{args.rate:,} events/s to {subscribers} subscribers",
+        total / FRAME_SIZE / args.seconds,
+        p50,
+        p99,
+        top,
+        len(found),
+    ]
+
+
 async def run_latency(
     args: argparse.Namespace, cpus: tuple[int | None, int | None]
 ) -> list[list[Any]]:
@@ -271,7 +279,7 @@ async def _latency(
     rows: list[list[Any]] = []
 
     async def body(hub: Hub, server: Any) -> None:
-        clients = Clients(server.port, subscribers, {}, cpus[1])
+        clients = Child(client_main, server.port, subscribers, {}, cpus[1])
         _, opened, error = await clients.call()
         assert opened == subscribers, error
         stop = trio.Event()
@@ -293,26 +301,10 @@ async def _latency(
             found, total = await clients.call("latency", args.seconds, args.sample_every)
             stop.set()
         clients.close()
-        found.sort()
-        us = [x / 1000 for x in found]
-        p50 = statistics.median(us)
-        p99 = us[int(len(us) * 0.99)]
-        rate = total / FRAME_SIZE / args.seconds
         flusher = server.flusher
         per_pass = flusher.busy / max(1, flusher.passes) * 1e6
         per_write = flusher.busy / max(1, flusher.flushes) * 1e6
-        rows.append(
-            [
-                f"{args.rate:,} events/s to {subscribers} subscribers",
-                rate,
-                p50,
-                p99,
-                us[-1],
-                len(us),
-                per_pass,
-                per_write,
-            ]
-        )
+        rows.append([*latency_cells(args, subscribers, found, total), per_pass, per_write])
 
     await with_server(config, body, cpus[0])
     return rows[0]
@@ -381,7 +373,7 @@ async def run_floor(
         os.sched_setaffinity(0, {cpus[0]})
     for subscribers in args.latency_subscribers:
         listener = socket.create_server(("127.0.0.1", 0), backlog=subscribers)
-        clients = Clients(listener.getsockname()[1], subscribers, {}, cpus[1])
+        clients = Child(client_main, listener.getsockname()[1], subscribers, {}, cpus[1])
         socks, (_, opened, error) = await _together(
             partial(trio.to_thread.run_sync, _floor_accept, listener, subscribers), clients.call
         )
@@ -397,19 +389,7 @@ async def run_floor(
         for sock in socks:
             sock.close()
         listener.close()
-        found.sort()
-        us = [x / 1000 for x in found]
-        rows.append(
-            [
-                f"{args.rate:,} events/s to {subscribers} subscribers",
-                total / FRAME_SIZE / args.seconds,
-                statistics.median(us),
-                us[int(len(us) * 0.99)],
-                us[-1],
-                len(us),
-                refused[0],
-            ]
-        )
+        rows.append([*latency_cells(args, subscribers, found, total), refused[0]])
     return rows
 
 
@@ -534,12 +514,7 @@ def main() -> None:
             table(
                 "Latency, publish to subscriber read",
                 [
-                    ("load", ""),
-                    ("msgs/s delivered", ",.0f"),
-                    ("p50 µs", ",.0f"),
-                    ("p99 µs", ",.0f"),
-                    ("max µs", ",.0f"),
-                    ("samples", ",d"),
+                    *LATENCY_COLUMNS,
                     ("flusher pass µs", ",.0f"),
                     ("µs per client write", ".1f"),
                 ],
@@ -552,15 +527,7 @@ def main() -> None:
             table(
                 "Latency floor: the same clients, rate and frames from a server that does "
                 "nothing but one os.write per client per 1 ms tick",
-                [
-                    ("load", ""),
-                    ("msgs/s delivered", ",.0f"),
-                    ("p50 µs", ",.0f"),
-                    ("p99 µs", ",.0f"),
-                    ("max µs", ",.0f"),
-                    ("samples", ",d"),
-                    ("writes refused", ",d"),
-                ],
+                [*LATENCY_COLUMNS, ("writes refused", ",d")],
                 rows,
             )
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import statistics
 import sys
@@ -41,6 +40,7 @@ from arbd.testing.fake import FakeExchangeServer, run_fakes
 from arbd.testing.marketfake import synthetic_symbols
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _child import Child
 from _results import emit, report, table
 
 
@@ -118,13 +118,10 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
 
 async def run(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
     symbols = synthetic_symbols(args.symbols)
-    ctx = multiprocessing.get_context("spawn")
-    pipe, child = ctx.Pipe()
-    process = ctx.Process(target=fakes_main, args=(child, symbols, args.rate, cpus[0]), daemon=True)
-    process.start()
+    fakes = Child(fakes_main, symbols, args.rate, cpus[0])
     result: dict[str, Any] = {}
     try:
-        endpoints = await trio.to_thread.run_sync(pipe.recv)
+        endpoints = await fakes.call()
         registry = load_plugins()
         with tempfile.TemporaryDirectory() as tmp:
             config = daemon_config(registry, endpoints, symbols, str(Path(tmp) / "control.sock"))
@@ -153,7 +150,7 @@ async def run(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> 
                 result["valid"], result["markets"] = valid, len(wanted)
                 result["valid_after"] = time.perf_counter() - started
                 result["rss_valid"] = rss_mb()
-                result["fakes_rss"] = rss_mb(str(process.pid))
+                result["fakes_rss"] = rss_mb(str(fakes.process.pid))
                 depths = [min(len(b.bids), len(b.asks)) for b in state.books.values()]
                 result["depth"] = statistics.median(depths) if depths else 0
                 result["exchanges"] = len(endpoints)
@@ -173,13 +170,10 @@ async def run(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> 
                 elapsed = time.perf_counter() - t0
                 result["events_per_s"] = (daemon.hub.published - published) / max(elapsed, 1e-9)
                 result["samples"] = samples
-                result["fakes_rss_end"] = rss_mb(str(process.pid))
+                result["fakes_rss_end"] = rss_mb(str(fakes.process.pid))
                 daemon.request_stop()
     finally:
-        pipe.send("stop")
-        process.join(10)
-        if process.is_alive():
-            process.kill()
+        fakes.close()
     return result
 
 

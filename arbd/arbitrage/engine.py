@@ -279,10 +279,8 @@ class ArbitrageEngine:
             event = batch[0]
             if type(event) is Quote or type(event) is Book:
                 leg = self._update(event)
-                if leg is not None and leg.group is not None:
-                    for opp in tuple(leg.opps):
-                        self._revisit(opp, True, out)
-                    self._look(leg.group, out)  # type: ignore[arg-type]
+                if leg is not None:
+                    self._judge((leg,), out)
                 return out
         tops: dict[tuple[str, str], Quote | Book] = {}
         books: dict[tuple[str, str], Book] = {}
@@ -350,13 +348,25 @@ class ArbitrageEngine:
         books: dict[tuple[str, str], Book],
         out: list[Event],
     ) -> None:
-        """Apply the latest top of book (and book) of each leg, then re-judge each opportunity
-        with a changed leg once and scan each changed quote group once."""
+        """Apply the latest top of book (and book) of each leg, then judge the changed legs."""
+        legs = [self._update(event, books.get(key)) for key, event in tops.items()]
+        self._judge([leg for leg in legs if leg is not None], out)
+
+    def _judge(self, legs: Sequence[Leg], out: list[Event]) -> None:
+        """Re-judge each opportunity with one of ``legs`` once, then scan each of their quote
+        groups once (legs outside any group, e.g. conversion-only markets, scan nothing)."""
+        if len(legs) == 1:
+            # One leg (every quote at low rates): nothing to share, so no bookkeeping.
+            leg = legs[0]
+            if leg.group is not None:
+                for opp in tuple(leg.opps):
+                    self._revisit(opp, True, out)
+                self._look(leg.group, out)  # type: ignore[arg-type]
+            return
         groups: dict[object, None] = {}
         opps: dict[Opportunity, None] = {}
-        for key, event in tops.items():
-            leg = self._update(event, books.get(key))
-            if leg is not None and leg.group is not None:
+        for leg in legs:
+            if leg.group is not None:
                 groups[leg.group] = None
                 if leg.opps:
                     opps.update(dict.fromkeys(leg.opps))

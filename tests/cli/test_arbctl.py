@@ -37,6 +37,8 @@ from arbd.testing.events import (
     sample_trade,
 )
 
+from .conftest import loaded_by_import
+
 MARKETS = {"binance": ["BTC/USDT", "ETH/USDT"], "kraken": ["BTC/USDT"]}
 LISTED = {"binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "kraken": ["BTC/USDT"]}
 ARBCTL = [sys.executable, "-c", "from arbd.cli.arbctl import main; main()"]
@@ -343,15 +345,8 @@ def test_top_does_not_combine_with_channels_or_json(server):
 
 
 def test_arbctl_imports_no_heavy_modules():
-    code = (
-        "import sys, arbd.cli.arbctl; "
-        "print([m for m in ('trio', 'msgspec', 'pluggy', 'httpx', 'arbd.model', 'arbd.hub',"
-        " 'importlib.metadata') if m in sys.modules])"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "[]"
+    heavy = ("trio", "msgspec", "pluggy", "httpx", "arbd.model", "arbd.hub", "importlib.metadata")
+    assert loaded_by_import("arbd.cli.arbctl", heavy) == []
 
 
 def test_version():
