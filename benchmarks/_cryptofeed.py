@@ -3,7 +3,8 @@
 One :class:`CryptofeedShim` per exchange whose cryptofeed parser accepts arbd's captured
 frames: which frames it accepts, how to build the feed with its symbol table loaded from the
 fake's REST answer (no network), and its REST snapshot reads answered from the capture.
-:func:`time_cryptofeed` times ``message_handler`` over the frames with no-op callbacks.
+:func:`time_cryptofeed` times ``message_handler`` over the frames with no-op callbacks, alone
+or amid other untimed work.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import gc
 import json
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from _captures import Workload
@@ -145,11 +147,17 @@ class BybitShim(CryptofeedShim):
 SHIMS: dict[str, CryptofeedShim] = {s.exchange: s for s in (BinanceShim(), OkxShim(), BybitShim())}
 
 
-def time_cryptofeed(
-    shim: CryptofeedShim, work: Workload, frames: list[tuple[str, bytes, bool]]
-) -> float:
+Step = list[tuple[str, bytes, bool]] | Callable[[], object]
+"""A run of frames to time, or untimed work to do in between (another exchange's reads)."""
+
+
+def time_cryptofeed(shim: CryptofeedShim, work: Workload, steps: Sequence[Step]) -> float:
+    """Seconds ``message_handler`` spends on the frames of ``steps``, in order; the callables
+    among them run untimed in between, so cryptofeed can be timed amid the same other work
+    as arbd (a daemon's other connections, which evict its data from the CPU caches)."""
     feed = shim.make_feed(work)
-    texts = [payload.decode() for _, payload, _ in frames]
+    # Decoded before timing: a WebSocket client hands cryptofeed text.
+    prepared = [s if callable(s) else [p.decode() for _, p, _ in s] for s in steps]
 
     class Conn:
         uuid = "bench"
@@ -159,10 +167,17 @@ def time_cryptofeed(
 
     async def run() -> float:
         handler = feed.message_handler
+        clock = time.perf_counter
+        spent = 0.0
         gc.collect()
-        started = time.perf_counter()
-        for text in texts:
-            await handler(text, conn, 1.0)
-        return time.perf_counter() - started
+        for step in prepared:
+            if callable(step):
+                step()
+                continue
+            started = clock()
+            for text in step:
+                await handler(text, conn, 1.0)
+            spent += clock() - started
+        return spent
 
     return asyncio.run(run())

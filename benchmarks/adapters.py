@@ -18,10 +18,14 @@ adapter's default symbols), recorded as ``arbd record`` does. Then, without sock
   frames its parser for that exchange accepts go through the feed's ``message_handler`` with
   no-op callbacks. arbd is timed on exactly that subset too, so the ratio compares like with
   like: cryptofeed's complete normalization (its order books included) against arbd's.
+  cryptofeed is timed alone (against arbd's adapter alone) and amid the same schedules as
+  arbd's full pipeline, the other exchanges' reads going through arbd untimed in between
+  (against arbd's full pipeline): that other work evicts each one's code and data from the
+  CPU caches between reads, ~2 µs per book frame at 64 KiB reads here, and both pay it.
 * **quotes**: the frames that make only ``price`` events (Binance ``bookTicker``, Bybit
   ``orderbook.1``, OKX ``bbo-tbt``, ...), through the full pipeline: the quote rate.
 
-The three are interleaved run by run and the median of ``--runs`` is shown.
+All are interleaved run by run and the median of ``--runs`` is shown.
 
 Run:  python benchmarks/adapters.py [--rounds 2000] [--runs 5] [--exchanges binance okx]
       [--json PATH]
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,7 +63,7 @@ from arbd.plugins import PluginRegistry, load_plugins
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _captures import Workload, load, record
-from _cryptofeed import SHIMS, time_cryptofeed
+from _cryptofeed import SHIMS, CryptofeedShim, Step, time_cryptofeed
 from _results import emit, report, table
 
 MIN_QUOTES = 50
@@ -227,37 +232,71 @@ class Pipeline:
         merged.sort(key=lambda m: m[0])
         return [(is_timed, ex, read) for _, is_timed, ex, read in merged]
 
+    def fresh(self) -> _Fed:
+        """A fresh daemon and fresh sessions, as a run starts with."""
+        return _Fed(self)
+
     def time(self, schedule: Schedule) -> float:
         """Seconds spent on the timed reads of ``schedule``, in a fresh daemon: each read's
         frames through their sessions, then one ``Daemon.publish`` of the read's events, as
         the live reader does per socket read."""
-        daemon = Daemon(self.config, self.registry)
-        sessions = {}
-        for ex, adapter in daemon.adapters.items():
-            load_instruments(adapter, self.works[ex])
-            sessions[ex] = arbd_sessions(self.registry, self.works[ex])[1]
-        publish = daemon.publish
+        fed = self.fresh()
+        sessions, works, out = fed.sessions, self.works, fed.out
+        publish = fed.daemon.publish
         clock = time.perf_counter
-        out: list[Event] = []
         spent = 0.0
         events = 0
         gc.collect()
         for timed, ex, read in schedule:
-            work = self.works[ex]
+            if not timed:
+                fed.read(ex, read)
+                continue
+            work = works[ex]
             by_conn = sessions[ex]
             started = clock()
             for conn, payload, is_text in read:
                 receive(by_conn[conn], work, payload, is_text, out)
             if out:
                 publish(out)
-                if timed:
-                    events += len(out)
+                events += len(out)
                 out.clear()
-            if timed:
-                spent += clock() - started
+            spent += clock() - started
         if not events:
             raise RuntimeError("the timed frames made no events")
         return spent
+
+    def time_cryptofeed(self, schedule: Schedule, shim: CryptofeedShim) -> float:
+        """Seconds cryptofeed spends on the timed reads of ``schedule`` (all of one exchange),
+        with the untimed reads going through a fresh arbd daemon in between: cryptofeed amid
+        the same other work as arbd in :meth:`time`."""
+        fed = self.fresh()
+        steps: list[Step] = [
+            read if timed else partial(fed.read, ex, read) for timed, ex, read in schedule
+        ]
+        return time_cryptofeed(shim, self.works[shim.exchange], steps)
+
+
+class _Fed:
+    """A :class:`~arbd.daemon.Daemon` for every exchange of a :class:`Pipeline` (instruments
+    loaded from the captures, no I/O started) and fresh sessions, fed read by read."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.works = pipeline.works
+        self.daemon = Daemon(pipeline.config, pipeline.registry)
+        self.sessions: dict[str, dict[str, ExchangeSession]] = {}
+        for ex, adapter in self.daemon.adapters.items():
+            load_instruments(adapter, self.works[ex])
+            self.sessions[ex] = arbd_sessions(pipeline.registry, self.works[ex])[1]
+        self.out: list[Event] = []
+
+    def read(self, exchange: str, frames: Frames) -> None:
+        """One read of ``exchange``: its frames through their sessions, then one publish."""
+        work, by_conn, out = self.works[exchange], self.sessions[exchange], self.out
+        for conn, payload, is_text in frames:
+            receive(by_conn[conn], work, payload, is_text, out)
+        if out:
+            self.daemon.publish(out)
+            out.clear()
 
 
 def quote_frames(registry: PluginRegistry, work: Workload) -> tuple[Frames, Frames]:
@@ -303,12 +342,26 @@ def subset(work: Workload, keep: Callable[[dict[str, Any]], bool]) -> Frames:
 
 
 class Rates(NamedTuple):
-    """Median frames/s of one row."""
+    """Median frames/s of one row: arbd three ways, and cryptofeed (``None`` without it)
+    alone and amid the same schedules as arbd's full pipeline."""
 
     alone: float
     per_frame: float
     per_read: float
     cryptofeed: float | None
+    cryptofeed_per_frame: float | None
+    cryptofeed_per_read: float | None
+
+    def ratios(self) -> tuple[float, float, float] | None:
+        """arbd over cryptofeed, like with like: full per read, full per frame, adapter only
+        against cryptofeed alone."""
+        if not (self.cryptofeed and self.cryptofeed_per_frame and self.cryptofeed_per_read):
+            return None
+        return (
+            self.per_read / self.cryptofeed_per_read,
+            self.per_frame / self.cryptofeed_per_frame,
+            self.alone / self.cryptofeed,
+        )
 
 
 def measure(
@@ -322,26 +375,34 @@ def measure(
     warm: Frames | None = None,
 ) -> Rates:
     """Median frames/s of arbd adapter only, the full pipeline publishing per frame and per
-    ``read_bytes`` read, and cryptofeed (``None`` without it); the runs interleaved, so that
-    a burst of load on a shared machine hits all four. ``warm``: frames of the exchange that
-    make no events (acks), untimed before the adapter-only run and untimed in the full
-    pipeline's schedules."""
-    alone, per_frame, per_read, theirs = [], [], [], []
-    shim = SHIMS.get(work.exchange)
+    ``read_bytes`` read, and cryptofeed alone and on the same two schedules (``None``
+    without it); the runs interleaved, so that a burst of load on a shared machine hits all
+    of them. ``warm``: frames of the exchange that make no events (acks), untimed before the
+    adapter-only run and untimed in the full pipeline's schedules."""
+    runs_of: dict[str, list[float]] = {k: [] for k in Rates._fields}
+    shim = SHIMS.get(work.exchange) if cryptofeed else None
     frame_schedule = pipeline.schedule(work.exchange, frames, warm or [])
     read_schedule = pipeline.schedule(work.exchange, frames, warm or [], read_bytes)
     for _ in range(runs):
-        alone.append(time_adapter(registry, work, frames, warm or []))
-        per_frame.append(pipeline.time(frame_schedule))
-        per_read.append(pipeline.time(read_schedule))
-        if cryptofeed and shim is not None:
-            theirs.append(time_cryptofeed(shim, work, frames))
+        runs_of["alone"].append(time_adapter(registry, work, frames, warm or []))
+        runs_of["per_frame"].append(pipeline.time(frame_schedule))
+        runs_of["per_read"].append(pipeline.time(read_schedule))
+        if shim is not None:
+            runs_of["cryptofeed"].append(time_cryptofeed(shim, work, [frames]))
+            runs_of["cryptofeed_per_frame"].append(pipeline.time_cryptofeed(frame_schedule, shim))
+            runs_of["cryptofeed_per_read"].append(pipeline.time_cryptofeed(read_schedule, shim))
     n = len(frames)
+
+    def rate(name: str) -> float | None:
+        return n / statistics.median(runs_of[name]) if runs_of[name] else None
+
     return Rates(
-        n / statistics.median(alone),
-        n / statistics.median(per_frame),
-        n / statistics.median(per_read),
-        n / statistics.median(theirs) if theirs else None,
+        n / statistics.median(runs_of["alone"]),
+        n / statistics.median(runs_of["per_frame"]),
+        n / statistics.median(runs_of["per_read"]),
+        rate("cryptofeed"),
+        rate("cryptofeed_per_frame"),
+        rate("cryptofeed_per_read"),
     )
 
 
@@ -388,11 +449,11 @@ def main() -> None:
         rates = measure(
             registry, pipeline, works[exchange], frames, args.runs, cf, args.read_bytes, warm
         )
-        theirs = rates.cryptofeed
-        row = [exchange, name, len(frames), rates.alone, rates.per_frame, rates.per_read, theirs]
-        row += [r / theirs if theirs else None for r in (rates.alone, rates.per_read)]
+        versus = rates.ratios()
+        row = [exchange, name, len(frames), *rates]
+        row += list(reversed(versus)) if versus else [None, None, None]
         rows.append(row)
-        print(" ".join(f"{v:>10,.0f}" if isinstance(v, float) else str(v) for v in row[:7]))
+        print(" ".join(f"{v:>10,.0f}" if isinstance(v, float) else str(v) for v in row[:9]))
         return rates
 
     for exchange, work in works.items():
@@ -425,9 +486,12 @@ def main() -> None:
             ("arbd adapter only f/s", ",.0f"),
             ("arbd full, per frame f/s", ",.0f"),
             (f"arbd full, per {kib} read f/s", ",.0f"),
-            ("cryptofeed f/s", ",.0f"),
-            ("adapter only x cryptofeed", ".1f"),
-            ("full per read x cryptofeed", ".1f"),
+            ("cryptofeed alone f/s", ",.0f"),
+            ("cryptofeed amid, per frame f/s", ",.0f"),
+            (f"cryptofeed amid, per {kib} read f/s", ",.0f"),
+            ("adapter only x cryptofeed alone", ".1f"),
+            ("full per frame x cryptofeed per frame", ".1f"),
+            ("full per read x cryptofeed per read", ".1f"),
         ],
         rows,
         key=2,
@@ -435,14 +499,9 @@ def main() -> None:
     target_rows = [
         [
             f"≥ 5x cryptofeed ({ex}, its frames): full pipeline per read; per frame; adapter",
-            "; ".join(
-                f"{r / rates.cryptofeed:.1f}x"
-                for r in (rates.per_read, rates.per_frame, rates.alone)
-            )
-            if rates.cryptofeed
-            else "no cryptofeed",
+            "; ".join(f"{r:.1f}x" for r in versus) if versus else "no cryptofeed",
         ]
-        for ex, rates in ratios
+        for ex, versus in ((ex, rates.ratios()) for ex, rates in ratios)
     ]
     if best_quotes:
         target_rows.append(
@@ -462,6 +521,9 @@ def main() -> None:
         "read: consecutive frames of a connection up to that many payload bytes (a daemon at "
         "capacity, where each socket read finds more queued than it takes). Throughput is "
         "the per-read figure.",
+        "cryptofeed amid: timed on the same schedule as arbd's full pipeline, the other "
+        "exchanges' reads going through arbd (untimed) in between; ratios compare like with "
+        "like (adapter only with cryptofeed alone).",
     ]
     title = "Ingest per exchange, and cryptofeed"
     emit(report("adapters", title, command, [per_exchange, targets], notes), args.json)
