@@ -1,27 +1,34 @@
-/* The order book's hot loop in C: apply absolute level updates to one side of a book.
+/* One side of an order book in C: a book side type whose updates run without the interpreter.
  *
- * arbd.exchange.book keeps each side as two parallel lists in best-first order: `keys`, the
- * floats it sorts by (float(price) for asks, -float(price) for bids), and `levels`, the
- * (price_text, size_text) tuples. This module does exactly what book._apply_side_py does, level
- * by level, without the interpreter:
+ * arbd.exchange.book keeps each side best first as two parallel arrays: the keys it sorts by
+ * (float(price) for asks, -float(price) for bids, so both ascend from the best level), here a
+ * plain C array of doubles, and `levels`, a Python list of (price_text, size_text) tuples that
+ * the published book slices. The keys were a list of Python floats: searching them chased a
+ * pointer per step into scattered float objects, and that search was the largest part of
+ * applying a level; an array of doubles is searched in place, and no float object is made or
+ * freed per level.
  *
- *     apply_side(keys: list, levels: list, updates: Sequence[Sequence[str]], negate: bool)
+ *     Side(negate: bool)
+ *     side.apply(updates)      updates: a sequence of (price, size, ...) text or WireLevel
+ *     side.apply_raw(raw)      raw: the side's JSON array (msgspec.Raw); False on escapes
+ *     side.levels              the list of level tuples, best first (read it, never change it)
+ *     side.key(i), side.rank(key), side.keys(), side.truncate(n), side.clear(), len(side)
  *
- * Each update is a sequence whose first two items are the price and size text (exchanges such
- * as OKX send more), or an object with `price` and `size` attributes (book.WireLevel). Size zero removes the level; otherwise the level is stored as a
- * (price, size) tuple (the caller's tuple itself when it is exactly that). A price or size that
- * is not a number raises ValueError, like float() does, and so do a price that is not finite
- * and a size that is negative, NaN or infinite; updates before it stay applied (the Python loop
- * behaves the same; OrderBook then empties the book so that it is never half-applied).
+ * Size zero removes a level; otherwise the level is stored as a (price, size) tuple (the
+ * caller's tuple itself when it is exactly that). A price or size that is not a number raises
+ * ValueError, like float() does, and so do a price that is not finite and a size that is
+ * negative, NaN or infinite; updates before it stay applied (book.PySide behaves the same;
+ * OrderBook then empties the book so that it is never half-applied).
  *
- * Invariant relied on: `keys` holds exact floats, ascending, finite, one per level of `levels`.
- * Only book.py touches these lists; a NaN price is refused so the order stays total.
+ * book.PySide is the same type in Python (the fallback without a compiler), and a property
+ * test holds both to the same results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 static const double POW10[] = {
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
@@ -182,22 +189,47 @@ size_is_zero(PyObject *size)
     return check_size(s, size);
 }
 
-/* First index whose key is >= key (bisect_left) in a list of exact floats. */
-static Py_ssize_t
-bisect_left(PyObject *keys, double key)
+
+/* -- the side ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    double *keys;        /* ascending, finite, one per level: the sort key of each level */
+    Py_ssize_t size;     /* levels held, == len(levels) */
+    Py_ssize_t capacity; /* doubles allocated for keys */
+    PyObject *levels;    /* list of (price, size) tuples, parallel to keys */
+    int negate;          /* bids: keys are -price */
+} Side;
+
+static PyObject *str_price, *str_size;
+
+/* The side's list still matches its keys: Python code may read `levels` but must never
+ * change it; if it did, refuse rather than index past the keys. */
+static int
+consistent(Side *self)
 {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
-    PyObject **items = ((PyListObject *)keys)->ob_item;
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (PyFloat_AS_DOUBLE(items[mid]) < key) {
-            lo = mid + 1;
-        }
-        else {
-            hi = mid;
-        }
+    if (PyList_GET_SIZE(self->levels) != self->size) {
+        PyErr_SetString(PyExc_RuntimeError, "a book side's levels list was changed from outside");
+        return 0;
     }
-    return lo;
+    return 1;
+}
+
+/* First index whose key is >= key (bisect_left). Branch-free: the comparison picks the half
+ * arithmetically, so the CPU never mispredicts it (an update lands anywhere in the side). */
+static Py_ssize_t
+bisect_left(const double *keys, Py_ssize_t n, double key)
+{
+    if (n == 0) {
+        return 0;
+    }
+    Py_ssize_t base = 0;
+    while (n > 1) {
+        Py_ssize_t half = n / 2;
+        base += (keys[base + half - 1] < key) * half;
+        n -= half;
+    }
+    return base + (keys[base] < key);
 }
 
 /* Delete item `at` of a list in place. PyList_SetSlice does the same through the general
@@ -205,7 +237,7 @@ bisect_left(PyObject *keys, double key)
  * side's length only moves within its depth). The item is released last, when the list is
  * consistent again. */
 static void
-remove_at(PyObject *list, Py_ssize_t at)
+list_remove_at(PyObject *list, Py_ssize_t at)
 {
     PyListObject *l = (PyListObject *)list;
     Py_ssize_t n = Py_SIZE(l);
@@ -215,36 +247,60 @@ remove_at(PyObject *list, Py_ssize_t at)
     Py_DECREF(old);
 }
 
-/* Put `stored` (borrowed; NULL for size zero, which removes) at `key` of a side. */
-static int
-store_level(PyObject *keys, PyObject *levels, double key, PyObject *stored)
+/* Where `key` is in the side: its index, or where it would go, and whether it is there. */
+typedef struct {
+    Py_ssize_t at;
+    int found;
+} Slot;
+
+static Slot
+find_level(Side *self, double key)
 {
-    Py_ssize_t at = bisect_left(keys, key);
-    int found = at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key;
-    if (stored == NULL) {
-        if (!found) {
-            return 0;
-        }
-        remove_at(keys, at);
-        remove_at(levels, at);
-        return 0;
-    }
-    if (found) {
-        Py_INCREF(stored);
-        /* PyList_SetItem steals the reference and releases the old level. */
-        return PyList_SetItem(levels, at, stored);
-    }
-    PyObject *key_obj = PyFloat_FromDouble(key);
-    int failed = key_obj == NULL || PyList_Insert(keys, at, key_obj) < 0 ||
-                 PyList_Insert(levels, at, stored) < 0;
-    Py_XDECREF(key_obj);
-    return failed ? -1 : 0;
+    Slot slot = {bisect_left(self->keys, self->size, key), 0};
+    slot.found = slot.at < self->size && self->keys[slot.at] == key;
+    return slot;
 }
 
-static PyObject *str_price, *str_size;
+/* Put `stored` (borrowed; NULL for size zero, which removes) at `key`, whose place is `slot`. */
+static int
+store_level(Side *self, double key, Slot slot, PyObject *stored)
+{
+    Py_ssize_t at = slot.at;
+    if (stored == NULL) {
+        if (slot.found) {
+            memmove(&self->keys[at], &self->keys[at + 1],
+                    (size_t)(self->size - at - 1) * sizeof(double));
+            self->size--;
+            list_remove_at(self->levels, at); /* last: may run a destructor */
+        }
+        return 0;
+    }
+    if (slot.found) {
+        Py_INCREF(stored);
+        /* PyList_SetItem steals the reference and releases the old level. */
+        return PyList_SetItem(self->levels, at, stored);
+    }
+    if (self->size == self->capacity) {
+        Py_ssize_t capacity = self->capacity < 16 ? 16 : self->capacity * 2;
+        double *keys = PyMem_Realloc(self->keys, (size_t)capacity * sizeof(double));
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->keys = keys;
+        self->capacity = capacity;
+    }
+    if (PyList_Insert(self->levels, at, stored) < 0) {
+        return -1;
+    }
+    memmove(&self->keys[at + 1], &self->keys[at], (size_t)(self->size - at) * sizeof(double));
+    self->keys[at] = key;
+    self->size++;
+    return 0;
+}
 
 static int
-apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
+apply_one(Side *self, PyObject *level)
 {
     PyObject *price, *size;
     int exact_pair = 0;
@@ -274,7 +330,7 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         if (pair == NULL) {
             return -1;
         }
-        int result = apply_one(keys, levels, pair, negate);
+        int result = apply_one(self, pair);
         Py_DECREF(pair);
         return result;
     }
@@ -290,9 +346,10 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
         PyErr_Format(PyExc_ValueError, "book level price is not a finite number: %R", price);
         return -1;
     }
-    double key = negate ? -p : p;
+    double key = self->negate ? -p : p;
+    Slot slot = find_level(self, key);
     if (zero) {
-        return store_level(keys, levels, key, NULL);
+        return store_level(self, key, slot, NULL);
     }
     PyObject *stored;
     if (exact_pair) {
@@ -305,35 +362,24 @@ apply_one(PyObject *keys, PyObject *levels, PyObject *level, int negate)
             return -1;
         }
     }
-    int result = store_level(keys, levels, key, stored);
+    int result = store_level(self, key, slot, stored);
     Py_DECREF(stored);
     return result;
 }
 
 static PyObject *
-apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+Side_apply(Side *self, PyObject *updates_arg)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "apply_side(keys, levels, updates, negate)");
+    if (!consistent(self)) {
         return NULL;
     }
-    PyObject *keys = args[0], *levels = args[1];
-    if (!PyList_CheckExact(keys) || !PyList_CheckExact(levels) ||
-        PyList_GET_SIZE(keys) != PyList_GET_SIZE(levels)) {
-        PyErr_SetString(PyExc_TypeError, "apply_side needs two lists of the same length");
-        return NULL;
-    }
-    int negate = PyObject_IsTrue(args[3]);
-    if (negate < 0) {
-        return NULL;
-    }
-    PyObject *updates = PySequence_Fast(args[2], "book updates must be a sequence");
+    PyObject *updates = PySequence_Fast(updates_arg, "book updates must be a sequence");
     if (updates == NULL) {
         return NULL;
     }
     /* The size is read again each time: an object's attribute lookup may run Python code. */
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(updates); i++) {
-        if (apply_one(keys, levels, PySequence_Fast_GET_ITEM(updates, i), negate) < 0) {
+        if (apply_one(self, PySequence_Fast_GET_ITEM(updates, i)) < 0) {
             Py_DECREF(updates);
             return NULL;
         }
@@ -359,6 +405,10 @@ skip_ws(Cursor *c)
 static int
 expect(Cursor *c, char ch)
 {
+    if (c->at < c->end && *c->at == ch) { /* exchanges send no whitespace: the usual case */
+        c->at++;
+        return 1;
+    }
     skip_ws(c);
     if (c->at < c->end && *c->at == ch) {
         c->at++;
@@ -403,11 +453,13 @@ skip_item(Cursor *c)
     return c->at > start;
 }
 
+/* The number in JSON string text: 1 when it was plain decimal text (so ASCII), 0 when
+ * float() had to parse it, -1 on error. */
 static int
 text_double(const char *text, Py_ssize_t n, double *out)
 {
     if (parse_decimal(text, n, out)) {
-        return 0;
+        return 1;
     }
     PyObject *str = PyUnicode_DecodeUTF8(text, n, "strict");
     if (str == NULL) {
@@ -418,12 +470,13 @@ text_double(const char *text, Py_ssize_t n, double *out)
     return result;
 }
 
-/* A str of JSON string text without escapes: ASCII (what numbers are) is copied straight
- * into a new compact string, skipping the UTF-8 decoder; anything else is decoded. */
+/* A str of JSON string text without escapes: ASCII (what numbers are; `ascii` when the
+ * caller already knows) is copied straight into a new compact string, skipping the UTF-8
+ * decoder; anything else is decoded. */
 static PyObject *
-text_string(const char *text, Py_ssize_t n)
+text_string(const char *text, Py_ssize_t n, int ascii)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; !ascii && i < n; i++) {
         if ((unsigned char)text[i] >= 0x80) {
             return PyUnicode_DecodeUTF8(text, n, "strict");
         }
@@ -435,8 +488,10 @@ text_string(const char *text, Py_ssize_t n)
     return str;
 }
 
+
+/* One level of a side's JSON: 1 applied, 0 not a [price, size, ...] array, -1 error. */
 static int
-apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
+apply_raw_level(Side *self, Cursor *c)
 {
     const char *price, *size;
     Py_ssize_t price_n, size_n;
@@ -453,10 +508,12 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
         return 0;
     }
     double p;
-    if (text_double(price, price_n, &p) < 0) {
+    int price_ascii = text_double(price, price_n, &p);
+    if (price_ascii < 0) {
         return -1;
     }
     int zero = decimal_is_zero(size, size_n);
+    int size_ascii = zero >= 0;
     if (zero < 0) {
         double s;
         if (text_double(size, size_n, &s) < 0) {
@@ -471,16 +528,16 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
         PyErr_SetString(PyExc_ValueError, "book level price is not a finite number");
         return -1;
     }
-    double key = negate ? -p : p;
+    double key = self->negate ? -p : p;
+    Slot slot = find_level(self, key);
     if (zero) {
-        return store_level(keys, levels, key, NULL) < 0 ? -1 : 1;
+        return store_level(self, key, slot, NULL) < 0 ? -1 : 1;
     }
     /* Only a level that is kept gets its text made into strings. A level that is already in
      * the book under the same price text keeps that string (an update changes the size). */
     PyObject *price_str = NULL;
-    Py_ssize_t at = bisect_left(keys, key);
-    if (at < PyList_GET_SIZE(keys) && PyFloat_AS_DOUBLE(PyList_GET_ITEM(keys, at)) == key) {
-        PyObject *old = PyList_GET_ITEM(levels, at);
+    if (slot.found) {
+        PyObject *old = PyList_GET_ITEM(self->levels, slot.at);
         PyObject *old_price = PyTuple_CheckExact(old) ? PyTuple_GET_ITEM(old, 0) : NULL;
         if (old_price != NULL && PyUnicode_CheckExact(old_price) && PyUnicode_IS_ASCII(old_price) &&
             PyUnicode_GET_LENGTH(old_price) == price_n &&
@@ -489,9 +546,9 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
         }
     }
     if (price_str == NULL) {
-        price_str = text_string(price, price_n);
+        price_str = text_string(price, price_n, price_ascii);
     }
-    PyObject *size_str = price_str == NULL ? NULL : text_string(size, size_n);
+    PyObject *size_str = price_str == NULL ? NULL : text_string(size, size_n, size_ascii);
     PyObject *stored = size_str == NULL ? NULL : PyTuple_New(2);
     if (stored == NULL) {
         Py_XDECREF(price_str);
@@ -500,34 +557,23 @@ apply_raw_level(PyObject *keys, PyObject *levels, Cursor *c, int negate)
     }
     PyTuple_SET_ITEM(stored, 0, price_str); /* steals */
     PyTuple_SET_ITEM(stored, 1, size_str);
-    int result = store_level(keys, levels, key, stored);
+    int result = store_level(self, key, slot, stored);
     Py_DECREF(stored);
     return result < 0 ? -1 : 1;
 }
 
-/* apply_side_raw(keys, levels, raw, negate) -> bool: one side's levels as the exchange's JSON
- * array of [price, size, ...] string arrays (a msgspec.Raw). False, with nothing applied, when
- * the text holds an escape (the caller decodes it the general way); ValueError when it is not
- * such an array, with the levels before the fault applied, as apply_side does. */
+/* side.apply_raw(raw) -> bool: the side's levels as the exchange's JSON array of
+ * [price, size, ...] string arrays (a msgspec.Raw). False, with nothing applied, when the text
+ * holds an escape (the caller decodes it the general way); ValueError when it is not such an
+ * array, with the levels before the fault applied, as apply does. */
 static PyObject *
-apply_side_raw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+Side_apply_raw(Side *self, PyObject *raw)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "apply_side_raw(keys, levels, raw, negate)");
-        return NULL;
-    }
-    PyObject *keys = args[0], *levels = args[1];
-    if (!PyList_CheckExact(keys) || !PyList_CheckExact(levels) ||
-        PyList_GET_SIZE(keys) != PyList_GET_SIZE(levels)) {
-        PyErr_SetString(PyExc_TypeError, "apply_side_raw needs two lists of the same length");
-        return NULL;
-    }
-    int negate = PyObject_IsTrue(args[3]);
-    if (negate < 0) {
+    if (!consistent(self)) {
         return NULL;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0) {
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     const char *start = (const char *)view.buf;
@@ -540,7 +586,7 @@ apply_side_raw(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int ok = expect(&c, '[');
     if (ok && !expect(&c, ']')) {
         do {
-            ok = apply_raw_level(keys, levels, &c, negate);
+            ok = apply_raw_level(self, &c);
         } while (ok == 1 && expect(&c, ','));
         if (ok == 1) {
             ok = expect(&c, ']');
@@ -563,16 +609,201 @@ done:
     return result;
 }
 
-static PyMethodDef methods[] = {
-    {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
-     "apply_side(keys, levels, updates, negate): apply absolute level updates to a book side."},
-    {"apply_side_raw", (PyCFunction)(void (*)(void))apply_side_raw, METH_FASTCALL,
-     "apply_side_raw(keys, levels, raw, negate) -> bool: the same from the side's JSON array."},
+/* -- the rest of the side's interface ------------------------------------------------------ */
+
+static PyObject *
+Side_truncate(Side *self, PyObject *arg)
+{
+    Py_ssize_t depth = PyLong_AsSsize_t(arg);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "a book side keeps at least 0 levels");
+        return NULL;
+    }
+    if (!consistent(self)) {
+        return NULL;
+    }
+    if (self->size > depth) {
+        self->size = depth;
+        if (PyList_SetSlice(self->levels, depth, PY_SSIZE_T_MAX, NULL) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Side_clear(Side *self, PyObject *Py_UNUSED(ignored))
+{
+    self->size = 0;
+    if (PyList_SetSlice(self->levels, 0, PY_SSIZE_T_MAX, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* side.key(i): the sort key of level i (negative counts from the worst). */
+static PyObject *
+Side_key(Side *self, PyObject *arg)
+{
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (i < 0) {
+        i += self->size;
+    }
+    if (i < 0 || i >= self->size) {
+        PyErr_SetString(PyExc_IndexError, "book side key index out of range");
+        return NULL;
+    }
+    return PyFloat_FromDouble(self->keys[i]);
+}
+
+/* side.rank(key): how many levels have a key <= key (bisect_right). */
+static PyObject *
+Side_rank(Side *self, PyObject *arg)
+{
+    double key = PyFloat_AsDouble(arg);
+    if (key == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t lo = 0, hi = self->size;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (key < self->keys[mid]) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    return PyLong_FromSsize_t(lo);
+}
+
+/* side.keys(): every key as a new list of floats (for tests and checks, not hot paths). */
+static PyObject *
+Side_keys(Side *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *keys = PyList_New(self->size);
+    for (Py_ssize_t i = 0; keys != NULL && i < self->size; i++) {
+        PyObject *key = PyFloat_FromDouble(self->keys[i]);
+        if (key == NULL) {
+            Py_CLEAR(keys);
+            break;
+        }
+        PyList_SET_ITEM(keys, i, key);
+    }
+    return keys;
+}
+
+static Py_ssize_t
+Side_len(Side *self)
+{
+    return self->size;
+}
+
+static PyObject *
+Side_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"negate", NULL};
+    int negate;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "p:Side", names, &negate)) {
+        return NULL;
+    }
+    Side *self = (Side *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->negate = negate;
+    self->levels = PyList_New(0);
+    if (self->levels == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Side_traverse(Side *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->levels);
+    return 0;
+}
+
+static int
+Side_tp_clear(Side *self)
+{
+    Py_CLEAR(self->levels);
+    self->size = 0;
+    return 0;
+}
+
+static void
+Side_dealloc(Side *self)
+{
+    PyObject_GC_UnTrack(self);
+    Side_tp_clear(self);
+    PyMem_Free(self->keys);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Side_get_negate(Side *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->negate);
+}
+
+static PyMethodDef Side_methods[] = {
+    {"apply", (PyCFunction)Side_apply, METH_O,
+     "apply(updates): apply absolute level updates ((price, size, ...) text or WireLevel)."},
+    {"apply_raw", (PyCFunction)Side_apply_raw, METH_O,
+     "apply_raw(raw) -> bool: the same from the side's JSON array; False on escapes."},
+    {"truncate", (PyCFunction)Side_truncate, METH_O, "truncate(depth): keep the best levels."},
+    {"clear", (PyCFunction)Side_clear, METH_NOARGS, "clear(): remove every level."},
+    {"key", (PyCFunction)Side_key, METH_O, "key(i) -> float: the sort key of level i."},
+    {"rank", (PyCFunction)Side_rank, METH_O, "rank(key) -> int: levels with a key <= key."},
+    {"keys", (PyCFunction)Side_keys, METH_NOARGS, "keys() -> list[float]: every key."},
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Side_members[] = {
+    {"levels", T_OBJECT_EX, offsetof(Side, levels), READONLY,
+     "the (price, size) level tuples, best first; read, never change"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Side_getset[] = {
+    {"negate", (getter)Side_get_negate, NULL, "whether keys are -price (bids)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Side_as_sequence = {
+    .sq_length = (lenfunc)Side_len,
+};
+
+static PyTypeObject SideType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "arbd.exchange._bookside.Side",
+    .tp_doc = "Side(negate): one side of an order book, best level first.",
+    .tp_basicsize = sizeof(Side),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = Side_new,
+    .tp_dealloc = (destructor)Side_dealloc,
+    .tp_traverse = (traverseproc)Side_traverse,
+    .tp_clear = (inquiry)Side_tp_clear,
+    .tp_methods = Side_methods,
+    .tp_members = Side_members,
+    .tp_getset = Side_getset,
+    .tp_as_sequence = &Side_as_sequence,
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_bookside", "Compiled order-book side updates.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_bookside",
+    .m_doc = "Compiled order-book sides.",
+    .m_size = -1,
 };
 
 PyMODINIT_FUNC
@@ -580,8 +811,16 @@ PyInit__bookside(void)
 {
     str_price = PyUnicode_InternFromString("price");
     str_size = PyUnicode_InternFromString("size");
-    if (str_price == NULL || str_size == NULL) {
+    if (str_price == NULL || str_size == NULL || PyType_Ready(&SideType) < 0) {
         return NULL;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

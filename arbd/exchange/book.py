@@ -1,10 +1,11 @@
 """A pure L2 order book keyed by price, keeping each level's exact decimal text.
 
-Each side is two parallel lists in best-first order: ``keys`` (``float(price)`` for asks,
-``-float(price)`` for bids, so both ascend from the best level) and ``levels`` (the
-``(price_text, size_text)`` tuples). Distinct exchange prices (at most ~15 significant digits)
-map to distinct floats, so the float is a safe key; the text is what gets published and
-checksummed. The top ``n`` levels are then one list slice, which every published book needs.
+Each side (:class:`BookSide`) is two parallel arrays in best-first order: sort keys
+(``float(price)`` for asks, ``-float(price)`` for bids, so both ascend from the best level) and
+``levels`` (the ``(price_text, size_text)`` tuples). Distinct exchange prices (at most ~15
+significant digits) map to distinct floats, so the float is a safe key; the text is what gets
+published and checksummed. The top ``n`` levels are then one list slice, which every published
+book needs.
 
 Updates are absolute (a size replaces the level; a zero size removes it), which is what all five
 built-in exchanges send. Validity is the caller's business (sequence and checksum rules differ per
@@ -13,10 +14,10 @@ exchange); the book offers ``is_crossed`` for the shared "never publish a crosse
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from math import inf, isfinite
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
@@ -40,8 +41,7 @@ LevelUpdates = Sequence[Sequence[str]] | Sequence[WireLevel]
 def _apply_side_py(
     keys: list[float], levels: list[Level], updates: LevelUpdates, negate: bool
 ) -> None:
-    """The reference implementation of ``apply_side`` (and the fallback when the C extension
-    ``arbd.exchange._bookside`` was not built): the same results, level by level."""
+    """:meth:`PySide.apply`'s loop, level by level."""
     for level in updates:
         if isinstance(level, WireLevel):
             price, size = level.price, level.size
@@ -71,48 +71,98 @@ decode_levels: Final = msgspec.json.Decoder(list[WireLevel]).decode
 """One side as exchanges send it, ``[["price", "size", ...], ...]``, into ``WireLevel``s."""
 
 
-def _apply_side_raw_py(
-    keys: list[float], levels: list[Level], raw: msgspec.Raw, negate: bool
-) -> bool:
-    """The reference implementation of ``apply_side_raw``: decode, then ``apply_side``."""
+def decode_side(raw: msgspec.Raw) -> list[WireLevel]:
+    """One side's JSON (``msgspec.Raw``) decoded, or ``ValueError`` naming what is wrong:
+    the general path for text ``apply_raw`` does not read in place, and a check for sides
+    kept raw for later."""
     try:
-        updates = decode_levels(raw)
+        return decode_levels(raw)
     except msgspec.DecodeError as exc:  # one error type for a malformed side, as in C
         raise ValueError(
             f"book levels are not an array of [price, size, ...] strings: {exc}"
         ) from None
-    _apply_side_py(keys, levels, updates, negate)
-    return True
 
 
-apply_side: Callable[[list[float], list[Level], LevelUpdates, bool], None]
-apply_side_raw: Callable[[list[float], list[Level], msgspec.Raw, bool], bool]
-try:
-    from arbd.exchange._bookside import apply_side, apply_side_raw
-except ImportError:  # installed without a C compiler: the same loops in Python, ~3x slower
-    apply_side = _apply_side_py
-    apply_side_raw = _apply_side_raw_py
-COMPILED: Final = apply_side is not _apply_side_py
-"""Whether book updates run in the compiled extension."""
+class BookSide(Protocol):
+    """One side of a book, best level first: ``levels`` are the ``(price, size)`` text
+    tuples, and each has a sort key, ``float(price)`` for asks and ``-float(price)`` for bids,
+    so both ascend from the best. ``levels`` is for reading (its first ``n`` are the top
+    ``n``): only the methods change a side."""
+
+    @property
+    def levels(self) -> list[Level]: ...
+
+    def apply(self, updates: LevelUpdates, /) -> None:
+        """Apply absolute level updates (see :meth:`OrderBook.apply`)."""
+
+    def apply_raw(self, raw: msgspec.Raw, /) -> bool:
+        """The same from the side's JSON array; ``False``, nothing applied, when it holds an
+        escape (then decode it the general way)."""
+
+    def truncate(self, depth: int, /) -> None:
+        """Keep the best ``depth`` levels."""
+
+    def clear(self) -> None: ...
+
+    def key(self, index: int, /) -> float:
+        """The sort key of level ``index`` (negative counts from the worst)."""
+
+    def rank(self, key: float, /) -> int:
+        """How many levels have a sort key ``<= key``."""
+
+    def keys(self) -> list[float]:
+        """Every sort key, best first (a new list; for checks, not hot paths)."""
+
+    def __len__(self) -> int: ...
 
 
-class _Side:
-    __slots__ = ("keys", "levels")
+class PySide:
+    """:class:`BookSide` in Python: the reference implementation of the compiled
+    ``arbd.exchange._bookside.Side`` (a property test holds both to the same results), and
+    the fallback when the extension was not built. The keys are a list of floats here; the
+    compiled side keeps them in a C array."""
 
-    def __init__(self) -> None:
-        self.keys: list[float] = []
+    __slots__ = ("_keys", "levels", "negate")
+
+    def __init__(self, negate: bool) -> None:
+        self.negate = negate
+        self._keys: list[float] = []
         self.levels: list[Level] = []
 
+    def apply(self, updates: LevelUpdates, /) -> None:
+        _apply_side_py(self._keys, self.levels, updates, self.negate)
+
+    def apply_raw(self, raw: msgspec.Raw, /) -> bool:
+        self.apply(decode_side(raw))
+        return True
+
+    def truncate(self, depth: int, /) -> None:
+        del self._keys[depth:], self.levels[depth:]
+
     def clear(self) -> None:
-        self.keys.clear()
+        self._keys.clear()
         self.levels.clear()
 
-    def top(self, n: int) -> list[Level]:
-        return self.levels[:n]
+    def key(self, index: int, /) -> float:
+        return self._keys[index]
 
-    def best(self) -> Level | None:
-        levels = self.levels
-        return levels[0] if levels else None
+    def rank(self, key: float, /) -> int:
+        return bisect_right(self._keys, key)
+
+    def keys(self) -> list[float]:
+        return list(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+Side: Callable[[bool], BookSide]
+try:
+    from arbd.exchange._bookside import Side
+except ImportError:  # installed without a C compiler: the same side in Python, ~3x slower
+    Side = PySide
+COMPILED: Final = Side is not PySide
+"""Whether book sides are the compiled extension's."""
 
 
 class OrderBook:
@@ -121,8 +171,8 @@ class OrderBook:
     __slots__ = ("asks", "bids", "sequence")
 
     def __init__(self) -> None:
-        self.bids = _Side()
-        self.asks = _Side()
+        self.bids: BookSide = Side(True)
+        self.asks: BookSide = Side(False)
         self.sequence: int | None = None
 
     def replace(
@@ -145,16 +195,15 @@ class OrderBook:
         """Apply absolute level updates (size "0" removes the level).
 
         Each level is ``(price, size, ...)`` text (items past the size are ignored) or a
-        :class:`WireLevel`. The hot path of every book feed, so it runs compiled when the
-        extension was built (see ``apply_side``). A price that is not a finite number, or a
-        size that is not a finite number >= 0, raises ``ValueError``; the book is then emptied
-        and its sequence forgotten (never left half-applied), so the caller's next sequence or
-        checksum check fails and resyncs it.
+        :class:`WireLevel`. The hot path of every book feed, so each side is compiled when
+        the extension was built (see :class:`BookSide`). A price that is not a finite number,
+        or a size that is not a finite number >= 0, raises ``ValueError``; the book is then
+        emptied and its sequence forgotten (never left half-applied), so the caller's next
+        sequence or checksum check fails and resyncs it.
         """
-        bids_side, asks_side = self.bids, self.asks
         try:
-            apply_side(bids_side.keys, bids_side.levels, bids, True)
-            apply_side(asks_side.keys, asks_side.levels, asks, False)
+            self.bids.apply(bids)
+            self.asks.apply(asks)
         except Exception:
             # Half-applied is no state the exchange ever had: drop everything, sequence too,
             # so the adapter's own check (gap, checksum) fails on the next update and resyncs.
@@ -169,10 +218,10 @@ class OrderBook:
         the levels it keeps. An escape in the text takes the general decode instead."""
         bids_side, asks_side = self.bids, self.asks
         try:
-            if not apply_side_raw(bids_side.keys, bids_side.levels, bids, True):
-                _apply_side_raw_py(bids_side.keys, bids_side.levels, bids, True)
-            if not apply_side_raw(asks_side.keys, asks_side.levels, asks, False):
-                _apply_side_raw_py(asks_side.keys, asks_side.levels, asks, False)
+            if not bids_side.apply_raw(bids):
+                bids_side.apply(decode_side(bids))
+            if not asks_side.apply_raw(asks):
+                asks_side.apply(decode_side(asks))
         except Exception:
             # Half-applied is no state the exchange ever had: drop everything, sequence too,
             # so the adapter's own check (gap, checksum) fails on the next update and resyncs.
@@ -181,37 +230,45 @@ class OrderBook:
         if sequence is not None:
             self.sequence = sequence
 
+    def replace_raw(
+        self, bids: msgspec.Raw, asks: msgspec.Raw, sequence: int | None = None
+    ) -> None:
+        """``replace`` for sides still in the frame's JSON (see ``apply_raw``)."""
+        self.bids.clear()
+        self.asks.clear()
+        self.apply_raw(bids, asks, sequence)
+
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self.sequence = None
 
     def top_bids(self, n: int) -> list[Level]:
-        return self.bids.top(n)
+        return self.bids.levels[:n]
 
     def top_asks(self, n: int) -> list[Level]:
-        return self.asks.top(n)
+        return self.asks.levels[:n]
 
     def best_bid(self) -> Level | None:
-        return self.bids.best()
+        levels = self.bids.levels
+        return levels[0] if levels else None
 
     def best_ask(self) -> Level | None:
-        return self.asks.best()
+        levels = self.asks.levels
+        return levels[0] if levels else None
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
-        bids, asks = self.bids.keys, self.asks.keys
-        return bool(bids and asks) and -bids[0] >= asks[0]
+        bids, asks = self.bids, self.asks
+        return bool(bids.levels and asks.levels) and -bids.key(0) >= asks.key(0)
 
     def truncate(self, depth: int) -> None:
         """Drop levels beyond ``depth`` on each side (for exchanges that send a bounded book)."""
-        # Called after every update of some exchanges' books: the lists directly, not through
-        # _Side.truncate (two calls fewer per update).
-        bids, asks = self.bids, self.asks
-        del bids.keys[depth:], bids.levels[depth:], asks.keys[depth:], asks.levels[depth:]
+        self.bids.truncate(depth)
+        self.asks.truncate(depth)
 
     def __len__(self) -> int:
-        return len(self.bids.keys) + len(self.asks.keys)
+        return len(self.bids) + len(self.asks)
 
     def event(
         self,
@@ -230,7 +287,7 @@ class OrderBook:
         return Book(
             exchange=exchange,
             symbol=symbol,
-            bids=self.bids.levels[:depth],  # _Side.top, inlined: once per published update
+            bids=self.bids.levels[:depth],
             asks=self.asks.levels[:depth],
             depth=depth,
             timestamp=received_ns // 1_000_000 if exchange_time is None else exchange_time,

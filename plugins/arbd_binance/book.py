@@ -40,13 +40,12 @@ clears ``in_flight``, so a refusing endpoint still ends in the watchdog's resubs
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from typing import Final, Literal
 
 from arbd.exchange.adapter import HttpRequest, HttpResponse, SessionStats
-from arbd.exchange.book import OrderBook, book_status
+from arbd.exchange.book import BookSide, OrderBook, book_status, decode_side
 from arbd.model import Book, Event, FeedStatus
 from arbd_binance.limits import depth_weight
 from arbd_binance.wire import DepthSnapshot, DepthUpdate, decode_snapshot, rest_error_text
@@ -164,7 +163,7 @@ class DepthBooks:
             reason = f"sequence gap: expected {last + 1}, got {event.first_id}"
             self._restart(state, reason, received_ns, out, keep=[event])
             return
-        book.apply(event.bids, event.asks, event.last_id)
+        book.apply_raw(event.bids, event.asks, event.last_id)
         state.straddle = False
         self._publish_checked(state, event.event_time, received_ns, out)
 
@@ -223,6 +222,10 @@ class DepthBooks:
     # -- the procedure ------------------------------------------------------------------------
 
     def _buffer(self, state: BookState, event: DepthUpdate) -> None:
+        # Checked now, while it is the frame at hand (a malformed one is that frame's error,
+        # counted and skipped), not when the snapshot replays it. Only books syncing pay this.
+        decode_side(event.bids)
+        decode_side(event.asks)
         state.buffer.append(event)
         if state.can_request and not state.in_flight:
             state.in_flight = True
@@ -250,9 +253,9 @@ class DepthBooks:
         book = state.book
         book.replace(snapshot.bids, snapshot.asks, last)
         limit = self.limit
-        bid_keys, ask_keys = book.bids.keys, book.asks.keys
-        state.bid_limit = bid_keys[-1] if bid_keys and len(snapshot.bids) >= limit else None
-        state.ask_limit = ask_keys[-1] if ask_keys and len(snapshot.asks) >= limit else None
+        bids, asks = book.bids, book.asks
+        state.bid_limit = bids.key(-1) if len(bids) and len(snapshot.bids) >= limit else None
+        state.ask_limit = asks.key(-1) if len(asks) and len(snapshot.asks) >= limit else None
         state.phase = "valid"
         state.straddle = True
         events = list(buffer)
@@ -267,7 +270,7 @@ class DepthBooks:
                 )
                 self._restart(state, reason, received_ns, out, keep=events[index:], attempt=True)
                 return
-            book.apply(event.bids, event.asks, event.last_id)
+            book.apply_raw(event.bids, event.asks, event.last_id)
             state.straddle = False
             exchange_time = event.event_time
         self._publish_checked(state, exchange_time, received_ns, out, syncing=True)
@@ -289,8 +292,8 @@ class DepthBooks:
             self._restart(state, reason, received_ns, out, attempt=syncing)
             return
         depth = self.depth
-        bids = _known(book.bids.keys, state.bid_limit, depth)
-        asks = _known(book.asks.keys, state.ask_limit, depth)
+        bids = _known(book.bids, state.bid_limit, depth)
+        asks = _known(book.asks, state.ask_limit, depth)
         min_known = self.min_known
         if (state.bid_limit is not None and bids < min_known) or (
             state.ask_limit is not None and asks < min_known
@@ -361,11 +364,11 @@ class DepthBooks:
         return book_status(self.exchange, state.symbol, value, reason, received_ns)
 
 
-def _known(keys: list[float], limit: float | None, depth: int) -> int:
+def _known(side: BookSide, limit: float | None, depth: int) -> int:
     """How many of a side's best levels may be published: those within the snapshot's range."""
     if limit is None:
-        return min(depth, len(keys))
-    return min(depth, bisect_right(keys, limit))
+        return min(depth, len(side))
+    return min(depth, side.rank(limit))
 
 
 __all__ = ["BookState", "DepthBooks", "snapshot_limit"]

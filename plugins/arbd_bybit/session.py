@@ -349,9 +349,9 @@ class BybitSession(ExchangeSession):
         data = env.data
         book = route.book
         if env.type == "delta" and data.u != 1:
-            book.apply(data.b, data.a, data.u)
+            book.apply_raw(data.b, data.a, data.u)
         else:
-            book.replace(data.b, data.a, data.u)
+            book.replace_raw(data.b, data.a, data.u)
         book.truncate(1)
         bid, ask = book.best_bid(), book.best_ask()
         if bid is None or ask is None:
@@ -426,7 +426,7 @@ class BybitSession(ExchangeSession):
         book = route.book
         kind = env.type
         if kind == "snapshot" or u == 1:  # u == 1: a snapshot after a service restart
-            book.replace(data.b, data.a, u)
+            book.replace_raw(data.b, data.a, u)
             book.truncate(route.depth)
             if book.is_crossed():
                 self.stats.crossed_books += 1
@@ -446,7 +446,7 @@ class BybitSession(ExchangeSession):
                     route, f"sequence gap: delta u {u} after u {last}", received_ns, out
                 )
                 return
-            book.apply(data.b, data.a, u)
+            book.apply_raw(data.b, data.a, u)
             # Bybit deletes levels leaving the window; truncating guards against stale depth.
             book.truncate(route.depth)
             if book.is_crossed():

@@ -15,8 +15,6 @@ from typing import Final
 
 import msgspec
 
-from arbd.model import Level
-
 
 class Envelope(msgspec.Struct):
     """Any server message: a data push (``topic``) or a control answer (``op``/``success``).
@@ -45,12 +43,15 @@ class Envelope(msgspec.Struct):
 
 
 class BookData(msgspec.Struct):
-    """``data`` of ``orderbook.{depth}.{symbol}``: absolute levels, size "0" deletes."""
+    """``data`` of ``orderbook.{depth}.{symbol}``: absolute levels, size "0" deletes.
+
+    The sides stay raw JSON for ``OrderBook.apply_raw`` / ``replace_raw``, which read the text
+    in place and make strings only for the levels they keep."""
 
     u: int
     s: str | None = None
-    b: list[Level] = msgspec.field(default_factory=list)
-    a: list[Level] = msgspec.field(default_factory=list)
+    b: msgspec.Raw = msgspec.Raw(b"[]")
+    a: msgspec.Raw = msgspec.Raw(b"[]")
     seq: int | None = None
 
 

@@ -5,15 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arbd.exchange.book import (
-    COMPILED,
-    OrderBook,
-    WireLevel,
-    _apply_side_py,
-    _apply_side_raw_py,
-    apply_side,
-    apply_side_raw,
-)
+from arbd.exchange.book import COMPILED, OrderBook, PySide, Side, WireLevel
+
+# Both implementations of a book side: the compiled one only when it was built.
+SIDES = [PySide, pytest.param(Side, marks=pytest.mark.skipif(not COMPILED, reason="not built"))]
+
+
+def state(side) -> tuple[list[float], list[tuple[str, str]]]:
+    return side.keys(), list(side.levels)
 
 
 def test_snapshot_then_deltas_keep_exact_text_and_order():
@@ -117,35 +116,66 @@ level_texts = st.lists(
 @pytest.mark.skipif(not COMPILED, reason="C extension not built")
 @given(st.booleans(), st.lists(level_texts, max_size=20))
 def test_compiled_side_update_equals_the_python_loop(negate, batches):
-    compiled: tuple[list, list] = ([], [])
-    python: tuple[list, list] = ([], [])
+    compiled, python = Side(negate), PySide(negate)
     for batch in batches:
-        apply_side(*compiled, batch, negate)
-        _apply_side_py(*python, batch, negate)
-        assert compiled == python
-        keys, levels = compiled
+        compiled.apply(batch)
+        python.apply(batch)
+        assert state(compiled) == state(python)
+        keys, levels = state(compiled)
+        assert len(compiled) == len(levels)
         assert keys == sorted(set(keys))
         assert keys == [-float(p) if negate else float(p) for p, _ in levels]
         assert all(type(p) is str and type(s) is str for p, s in levels)
         assert all(type(v) is tuple and len(v) == 2 for v in levels)
 
 
-@pytest.mark.parametrize("apply", [_apply_side_py, apply_side])
-def test_a_level_that_is_not_a_number_raises_after_applying_the_ones_before(apply):
+@pytest.mark.parametrize("make", SIDES)
+def test_a_level_that_is_not_a_number_raises_after_applying_the_ones_before(make):
     # Both are frame errors (arbd.exchange.adapter.FRAME_ERRORS): counted, the frame skipped.
-    keys: list = []
-    levels: list = []
+    side = make(False)
     with pytest.raises(ValueError):
-        apply(keys, levels, [("1", "1"), ("x", "1"), ("2", "1")], False)
-    assert keys == [1.0]
+        side.apply([("1", "1"), ("x", "1"), ("2", "1")])
+    assert side.keys() == [1.0]
     with pytest.raises(ValueError):
-        apply(keys, levels, [("nan", "1")], False)
+        side.apply([("nan", "1")])
     with pytest.raises(IndexError):
-        apply(keys, levels, [("1",)], False)
-    apply(keys, levels, [WireLevel("1", "0")], False)
-    assert keys == []
-    apply(keys, levels, [WireLevel("1", "1")], False)
-    assert levels == [("1", "1")]
+        side.apply([("1",)])
+    side.apply([WireLevel("1", "0")])
+    assert side.keys() == []
+    side.apply([WireLevel("1", "1")])
+    assert side.levels == [("1", "1")]
+
+
+@pytest.mark.parametrize("make", SIDES)
+def test_a_side_reads_its_keys_ranks_and_truncates(make):
+    bids = make(True)
+    bids.apply([("100", "1"), ("99.5", "2"), ("101", "3"), ("98", "1")])
+    assert bids.levels == [("101", "3"), ("100", "1"), ("99.5", "2"), ("98", "1")]
+    assert (bids.key(0), bids.key(-1)) == (-101.0, -98.0)
+    assert [bids.rank(k) for k in (-102.0, -101.0, -99.75, -98.0, 0.0)] == [0, 1, 2, 4, 4]
+    with pytest.raises(IndexError):
+        bids.key(4)
+    bids.truncate(2)
+    assert (len(bids), bids.keys(), bids.levels) == (
+        2,
+        [-101.0, -100.0],
+        [("101", "3"), ("100", "1")],
+    )
+    bids.truncate(5)
+    assert len(bids) == 2
+    bids.apply([("100.5", "1")])  # inserts after truncating keep keys and levels together
+    assert bids.keys() == [-101.0, -100.5, -100.0]
+    bids.clear()
+    assert (len(bids), bids.keys(), bids.levels) == (0, [], [])
+
+
+@pytest.mark.skipif(not COMPILED, reason="C extension not built")
+def test_a_compiled_side_refuses_work_once_its_levels_were_changed_from_outside():
+    side = Side(False)
+    side.apply([("1", "1")])
+    side.levels.append(("2", "1"))  # only the side may change its levels
+    with pytest.raises(RuntimeError, match="changed from outside"):
+        side.apply([("3", "1")])
 
 
 # Plain decimal text of any length: long digit runs, leading zeros, up to 25 decimals, around
@@ -163,19 +193,21 @@ decimal_texts = st.builds(
 def test_compiled_numbers_are_exactly_what_float_reads(price, size):
     """The compiled loop's own decimal parser must give float(text), bit for bit, and call a
     size zero exactly when float() does: the book's order and its removals depend on it."""
-    for apply, side in ((apply_side, [(price, size)]), (apply_side_raw, _raw_side(price, size))):
-        keys: list[float] = []
-        levels: list[tuple[str, str]] = []
+
+    def update(side, raw: bool):
+        return side.apply_raw(_raw_side(price, size)) if raw else side.apply([(price, size)])
+
+    for raw in (False, True):
+        side = Side(False)
         if float(size) < 0:  # no exchange means a negative size: refused like a non-number
             with pytest.raises(ValueError, match="size"):
-                apply(keys, levels, side, False)
+                update(side, raw)
             continue
-        assert apply(keys, levels, side, False) in (None, True)
+        assert update(side, raw) in (None, True)
         if float(size) == 0:
-            assert (keys, levels) == ([], [])
+            assert state(side) == ([], [])
         else:
-            assert keys == [float(price)]
-            assert levels == [(price, size)]
+            assert state(side) == ([float(price)], [(price, size)])
 
 
 def _raw_side(price: str, size: str) -> msgspec.Raw:
@@ -215,24 +247,23 @@ def side_json(levels: list[tuple[str, str, str, str]]) -> bytes:
 @pytest.mark.skipif(not COMPILED, reason="C extension not built")
 @given(st.booleans(), st.lists(raw_levels, max_size=10))
 def test_a_side_read_from_its_json_equals_the_python_loop(negate, batches):
-    compiled: tuple[list, list] = ([], [])
-    python: tuple[list, list] = ([], [])
+    compiled, python = Side(negate), PySide(negate)
     for batch in batches:
         raw = msgspec.Raw(side_json(batch))
-        assert apply_side_raw(*compiled, raw, negate) is True
-        _apply_side_raw_py(*python, raw, negate)
-        assert compiled == python
-        assert all(type(p) is str and type(s) is str for p, s in compiled[1])
+        assert compiled.apply_raw(raw) is True
+        python.apply_raw(raw)
+        assert state(compiled) == state(python)
+        assert all(type(p) is str and type(s) is str for p, s in compiled.levels)
 
 
-@pytest.mark.parametrize("apply", [_apply_side_raw_py, apply_side_raw])
+@pytest.mark.parametrize("make", SIDES)
 @pytest.mark.parametrize(
     "raw",
     [b"", b"{}", b'[["1"]]', b'[["1",1]]', b'[["1","1"]', b'[["1","1"]] x', b'[["1","1"],]'],
 )
-def test_a_malformed_side_is_a_value_error(apply, raw):
+def test_a_malformed_side_is_a_value_error(make, raw):
     with pytest.raises(ValueError):
-        apply([], [], msgspec.Raw(raw), False)
+        make(False).apply_raw(msgspec.Raw(raw))
 
 
 def test_escaped_text_takes_the_general_decode():

@@ -799,6 +799,21 @@ def test_stale_events_are_discarded() -> None:
     assert book.sequence == 161
 
 
+@pytest.mark.parametrize("bids", ['[["0.0024"]]', '[["0.0024","x"]]', '{"0.0024":"1"}'])
+def test_a_malformed_update_of_a_live_book_is_a_frame_error_and_resyncs(bids: str) -> None:
+    """The sides are read in place when applied, so a malformed one is found mid-apply: the
+    frame is an error (counted and skipped by the driver), nothing half-applied is published,
+    and the next update resyncs the emptied book."""
+    session = make_session()
+    synced(session)
+    with pytest.raises(FRAME_ERRORS):
+        feed(session, depth(161, 161, bids=bids))
+    out = feed(session, depth(162, 162, bids='[["0.0024","1"]]'))
+    assert books(out) == []
+    assert statuses(out)[0] == ("invalid", "sequence gap: expected 1, got 162")
+    assert len(session.take_http_requests()) == 1
+
+
 def test_first_event_after_the_snapshot_must_straddle() -> None:
     session = make_session()
     feed(session, depth(150, 155))
