@@ -61,19 +61,22 @@ count such a frame and skip it; any other exception is a bug in the adapter and 
 limit: ``[[[[...]]]]`` from a hostile peer.)"""
 
 
-def leading_text(data: bytes, prefix: bytes, stop: bytes = b'"') -> str | None:
-    """The text between ``prefix`` at the very start of ``data`` and the next ``stop``, or None
-    when ``data`` does not start so.
+def leading_key(data: bytes, prefix: bytes, stop: bytes = b'"') -> bytes | None:
+    """The bytes between ``prefix`` at the very start of ``data`` and the next ``stop``, or
+    None when ``data`` does not start so.
 
     Exchanges put the routing key first in their data frames (``{"stream":"btcusdt@trade",...``);
     reading it off the bytes lets an adapter pick the typed decoder for the whole frame and
-    decode once. Key order is not guaranteed by JSON: a frame that does not start so must still
-    be handled by the adapter's general path.
+    decode once, and the bytes themselves key its routing cache (no text is made per frame).
+    Key order is not guaranteed by JSON: a frame that does not start so must still be handled
+    by the adapter's general path, and so must a key written with escapes.
     """
     if not data.startswith(prefix):
         return None
     start = len(prefix)
-    return data[start : data.find(stop, start)].decode("ascii", "replace")
+    key = data[start : data.find(stop, start)]
+    # A frame reassembled from fragments can be a bytearray, whose slices cannot key a dict.
+    return key if type(key) is bytes else bytes(key)
 
 
 class Keepalive(msgspec.Struct, frozen=True, kw_only=True):

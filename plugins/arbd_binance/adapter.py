@@ -56,7 +56,7 @@ from arbd.exchange.adapter import (
     HttpRequest,
     HttpResponse,
     Keepalive,
-    leading_text,
+    leading_key,
 )
 from arbd.exchange.symbols import check_symbols
 from arbd.model import CHANNELS, Candle, Event, Quote, Subscription, Trade
@@ -226,7 +226,8 @@ class BinanceSession(ExchangeSession):
         self._natives: dict[str, tuple[str, str]] = {}
         self._wanted: set[tuple[str, str]] | None
         self._streams: list[str] = []
-        self._cache: dict[str, _Target | None] = {}
+        # stream name (as on the wire) -> what it carries, None for a stream not ours
+        self._cache: dict[bytes, _Target | None] = {}
         self._last_received_ns = 0
         if plan.subscriptions:
             self._wanted = set()
@@ -263,11 +264,11 @@ class BinanceSession(ExchangeSession):
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``) on garbage."""
         self.stats.frames += 1
         self._last_received_ns = received_ns
-        stream_text = leading_text(data, STREAM_PREFIX)
-        if stream_text is not None:
+        stream_key = leading_key(data, STREAM_PREFIX)
+        if stream_key is not None:
             # The common case, a combined-stream data frame: the stream name says what the
             # payload is, so the whole frame is decoded once, typed.
-            target = self._cache.get(stream_text)
+            target = self._cache.get(stream_key)
             if target is not None:
                 try:
                     frame = decode_stream_frame[target[0]].decode(data)
@@ -283,7 +284,7 @@ class BinanceSession(ExchangeSession):
             if not len(payload):
                 raise ProtocolError(f"binance: stream {stream!r} frame without data")
             try:
-                target = self._cache[stream]
+                target = self._cache[stream.encode()]
             except KeyError:
                 target = self._resolve_stream(stream)
             if target is None:
@@ -420,7 +421,7 @@ class BinanceSession(ExchangeSession):
         parsed = parse_stream(stream)
         target = None if parsed is None else self._target(*parsed)
         if len(self._cache) < _MAX_STREAM_CACHE:
-            self._cache[stream] = target
+            self._cache[stream.encode()] = target
         return target
 
     def _on_raw(self, envelope: Envelope, data: bytes, received_ns: int, out: list[Event]) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
-from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, leading_text
+from arbd.exchange.adapter import ConnectionPlan, ExchangeSession, leading_key
 from arbd.exchange.book import OrderBook, book_status
 from arbd.model import Candle, Event, FeedStatus, Quote, Subscription, Trade
 from arbd_bybit.wire import (
@@ -144,6 +144,9 @@ class BybitSession(ExchangeSession):
         self.pongs = 0
         self.last_pong_ns: int | None = None
         self._routes: dict[str, _Route] = {}
+        # The same routes keyed by their topic's bytes as on the wire, filled as frames come:
+        # the fast path makes no text per frame. Routes are never removed, so it stays true.
+        self._wire_routes: dict[bytes, _Route] = {}
         # native -> normalized for accepted symbols; (channel, native) pairs this session wants
         # (None: a replay session, which takes every listed instrument).
         self._symbols: dict[str, str] = {}
@@ -191,11 +194,15 @@ class BybitSession(ExchangeSession):
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises ``msgspec.DecodeError`` (a ``ValidationError``) on garbage."""
         self.stats.frames += 1
-        topic_text = leading_text(data, PUSH_PREFIX)
-        if topic_text is not None:
+        topic_key = leading_key(data, PUSH_PREFIX)
+        if topic_key is not None:
             # The common case, a data push of a known topic: the whole frame is decoded once,
             # typed by the channel the topic routes to.
-            route = self._routes.get(topic_text)
+            route = self._wire_routes.get(topic_key)
+            if route is None:
+                route = self._routes.get(topic_key.decode("utf-8", "replace"))
+                if route is not None:
+                    self._wire_routes[topic_key] = route
             if route is not None:
                 try:
                     push = decode_push[route.channel].decode(data)

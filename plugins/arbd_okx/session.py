@@ -47,6 +47,7 @@ from arbd.exchange.adapter import (
     ExchangeSession,
     HttpRequest,
     HttpResponse,
+    leading_key,
 )
 from arbd.exchange.book import decode_levels
 from arbd.exchange.symbols import normalize
@@ -67,7 +68,6 @@ arg is not served (here). Other codes (60012 invalid request, rate limits, ...) 
 _NAMED_ARG: Final = re.compile(r"channel:(?P<channel>[^,\s]+),instId:(?P<instId>[^\s,]+)")
 _MAX_PENDING_REQUESTS: Final = 1000
 _MAX_PUSH_ROUTES: Final = 10_000
-_PREFIX_LENGTH: Final = len(wire.PUSH_PREFIX)
 
 
 _Handler = Callable[["_PushRoute", wire.Push, int, list[Event]], None]
@@ -156,12 +156,11 @@ class OkxSession(ExchangeSession):
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``...) on garbage."""
         self.stats.frames += 1
         self._last_ns = received_ns
-        if data.startswith(wire.PUSH_PREFIX):
+        key = leading_key(data, wire.PUSH_PREFIX, b"}")
+        if key is not None:
             # The common case, a data push: its arg (up to the closing brace) names the
             # channel and instrument, so the whole frame is decoded once, typed, and handed
-            # to its channel's handler without a second look. The arg's bytes are the cache key
-            # (``bytes()``: a reassembled frame can be a bytearray; a bytes object is not copied).
-            key = bytes(data[_PREFIX_LENGTH : data.find(b"}", _PREFIX_LENGTH)])
+            # to its channel's handler without a second look. The arg's bytes are the cache key.
             try:
                 route = self._push_routes[key]
             except KeyError:
