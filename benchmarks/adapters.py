@@ -117,16 +117,19 @@ def arbd_sessions(
 def receive(
     session: ExchangeSession, work: Workload, payload: bytes, is_text: bool, out: list[Event]
 ) -> None:
-    """One frame through its session, answering the REST requests it makes from the capture
-    (as the driver collects a session's effects after each frame)."""
+    """One frame through its session as a read of its own."""
     session.receive(payload, is_text, 1, out)
     if session.has_output:
-        for request in session.take_http_requests():
-            body = work.answer(request.url).body()
-            session.on_http(
-                HttpResponse(request=request, status=200, body=body, received_ns=1), out
-            )
-        session.take_frames()
+        collect(session, work, out)
+
+
+def collect(session: ExchangeSession, work: Workload, out: list[Event]) -> None:
+    """What the driver does after a read when the session has output: the REST requests it
+    made are answered, here at once from the capture; frames to send are dropped."""
+    for request in session.take_http_requests():
+        body = work.answer(request.url).body()
+        session.on_http(HttpResponse(request=request, status=200, body=body, received_ns=1), out)
+    session.take_frames()
 
 
 def feed(
@@ -241,26 +244,18 @@ class Pipeline:
         frames through their sessions, then one ``Daemon.publish`` of the read's events, as
         the live reader does per socket read."""
         fed = self.fresh()
-        sessions, works, out = fed.sessions, self.works, fed.out
-        publish = fed.daemon.publish
+        read_one = fed.read
         clock = time.perf_counter
         spent = 0.0
         events = 0
         gc.collect()
         for timed, ex, read in schedule:
-            if not timed:
-                fed.read(ex, read)
-                continue
-            work = works[ex]
-            by_conn = sessions[ex]
-            started = clock()
-            for conn, payload, is_text in read:
-                receive(by_conn[conn], work, payload, is_text, out)
-            if out:
-                publish(out)
-                events += len(out)
-                out.clear()
-            spent += clock() - started
+            if timed:
+                started = clock()
+                events += read_one(ex, read)
+                spent += clock() - started
+            else:
+                read_one(ex, read)
         if not events:
             raise RuntimeError("the timed frames made no events")
         return spent
@@ -289,14 +284,21 @@ class _Fed:
             self.sessions[ex] = arbd_sessions(pipeline.registry, self.works[ex])[1]
         self.out: list[Event] = []
 
-    def read(self, exchange: str, frames: Frames) -> None:
-        """One read of ``exchange``: its frames through their sessions, then one publish."""
-        work, by_conn, out = self.works[exchange], self.sessions[exchange], self.out
-        for conn, payload, is_text in frames:
-            receive(by_conn[conn], work, payload, is_text, out)
-        if out:
+    def read(self, exchange: str, frames: Frames) -> int:
+        """One read of ``exchange`` (its frames are of one connection): the frames through
+        their session, the session's output collected once, as the driver does per read, then
+        one publish of the read's events. Returns how many there were."""
+        session, out = self.sessions[exchange][frames[0][0]], self.out
+        receive = session.receive
+        for _, payload, is_text in frames:
+            receive(payload, is_text, 1, out)
+        if session.has_output:
+            collect(session, self.works[exchange], out)
+        events = len(out)
+        if events:
             self.daemon.publish(out)
             out.clear()
+        return events
 
 
 def quote_frames(registry: PluginRegistry, work: Workload) -> tuple[Frames, Frames]:
@@ -343,7 +345,9 @@ def subset(work: Workload, keep: Callable[[dict[str, Any]], bool]) -> Frames:
 
 class Rates(NamedTuple):
     """Median frames/s of one row: arbd three ways, and cryptofeed (``None`` without it)
-    alone and amid the same schedules as arbd's full pipeline."""
+    alone and amid the same schedules as arbd's full pipeline; ``versus``: arbd over
+    cryptofeed, like with like (full per read, full per frame, adapter only against
+    cryptofeed alone), each the median of the runs' own ratios."""
 
     alone: float
     per_frame: float
@@ -351,17 +355,7 @@ class Rates(NamedTuple):
     cryptofeed: float | None
     cryptofeed_per_frame: float | None
     cryptofeed_per_read: float | None
-
-    def ratios(self) -> tuple[float, float, float] | None:
-        """arbd over cryptofeed, like with like: full per read, full per frame, adapter only
-        against cryptofeed alone."""
-        if not (self.cryptofeed and self.cryptofeed_per_frame and self.cryptofeed_per_read):
-            return None
-        return (
-            self.per_read / self.cryptofeed_per_read,
-            self.per_frame / self.cryptofeed_per_frame,
-            self.alone / self.cryptofeed,
-        )
+    versus: tuple[float, float, float] | None
 
 
 def measure(
@@ -376,33 +370,51 @@ def measure(
 ) -> Rates:
     """Median frames/s of arbd adapter only, the full pipeline publishing per frame and per
     ``read_bytes`` read, and cryptofeed alone and on the same two schedules (``None``
-    without it); the runs interleaved, so that a burst of load on a shared machine hits all
-    of them. ``warm``: frames of the exchange that make no events (acks), untimed before the
-    adapter-only run and untimed in the full pipeline's schedules."""
-    runs_of: dict[str, list[float]] = {k: [] for k in Rates._fields}
+    without it). ``warm``: frames of the exchange that make no events (acks), untimed before
+    the adapter-only run and untimed in the full pipeline's schedules.
+
+    Each arbd measurement is paired with cryptofeed's on the same work, timed right after it
+    or right before (alternating run by run), and the ratio is the median of the pairs'
+    ratios: on this shared machine a burst of load that lasts a few runs then hits both sides
+    of a pair alike, where a ratio of medians would take it for a difference between them."""
     shim = SHIMS.get(work.exchange) if cryptofeed else None
     frame_schedule = pipeline.schedule(work.exchange, frames, warm or [])
     read_schedule = pipeline.schedule(work.exchange, frames, warm or [], read_bytes)
-    for _ in range(runs):
-        runs_of["alone"].append(time_adapter(registry, work, frames, warm or []))
-        runs_of["per_frame"].append(pipeline.time(frame_schedule))
-        runs_of["per_read"].append(pipeline.time(read_schedule))
-        if shim is not None:
-            runs_of["cryptofeed"].append(time_cryptofeed(shim, work, [frames]))
-            runs_of["cryptofeed_per_frame"].append(pipeline.time_cryptofeed(frame_schedule, shim))
-            runs_of["cryptofeed_per_read"].append(pipeline.time_cryptofeed(read_schedule, shim))
+    pairs: list[tuple[Callable[[], float], Callable[[], float] | None]] = [
+        (
+            lambda: time_adapter(registry, work, frames, warm or []),
+            None if shim is None else lambda: time_cryptofeed(shim, work, [frames]),
+        ),
+        (
+            lambda: pipeline.time(frame_schedule),
+            None if shim is None else lambda: pipeline.time_cryptofeed(frame_schedule, shim),
+        ),
+        (
+            lambda: pipeline.time(read_schedule),
+            None if shim is None else lambda: pipeline.time_cryptofeed(read_schedule, shim),
+        ),
+    ]
+    ours: list[list[float]] = [[] for _ in pairs]
+    theirs: list[list[float]] = [[] for _ in pairs]
+    for run in range(runs):
+        for (time_ours, time_theirs), mine, other in zip(pairs, ours, theirs, strict=True):
+            if time_theirs is not None and run % 2:
+                other.append(time_theirs())
+            mine.append(time_ours())
+            if time_theirs is not None and not run % 2:
+                other.append(time_theirs())
     n = len(frames)
-
-    def rate(name: str) -> float | None:
-        return n / statistics.median(runs_of[name]) if runs_of[name] else None
-
+    medians = [n / statistics.median(seconds) for seconds in ours]
+    if shim is None:
+        return Rates(*medians, None, None, None, None)
+    versus = [
+        statistics.median(t / o for o, t in zip(mine, other, strict=True))
+        for mine, other in zip(ours, theirs, strict=True)
+    ]
     return Rates(
-        n / statistics.median(runs_of["alone"]),
-        n / statistics.median(runs_of["per_frame"]),
-        n / statistics.median(runs_of["per_read"]),
-        rate("cryptofeed"),
-        rate("cryptofeed_per_frame"),
-        rate("cryptofeed_per_read"),
+        *medians,
+        *(n / statistics.median(seconds) for seconds in theirs),
+        (versus[2], versus[1], versus[0]),
     )
 
 
@@ -449,9 +461,8 @@ def main() -> None:
         rates = measure(
             registry, pipeline, works[exchange], frames, args.runs, cf, args.read_bytes, warm
         )
-        versus = rates.ratios()
-        row = [exchange, name, len(frames), *rates]
-        row += list(reversed(versus)) if versus else [None, None, None]
+        row = [exchange, name, len(frames), *rates[:-1]]
+        row += list(reversed(rates.versus)) if rates.versus else [None, None, None]
         rows.append(row)
         print(" ".join(f"{v:>10,.0f}" if isinstance(v, float) else str(v) for v in row[:9]))
         return rates
@@ -501,7 +512,7 @@ def main() -> None:
             f"≥ 5x cryptofeed ({ex}, its frames): full pipeline per read; per frame; adapter",
             "; ".join(f"{r:.1f}x" for r in versus) if versus else "no cryptofeed",
         ]
-        for ex, versus in ((ex, rates.ratios()) for ex, rates in ratios)
+        for ex, versus in ((ex, rates.versus) for ex, rates in ratios)
     ]
     if best_quotes:
         target_rows.append(
@@ -523,7 +534,8 @@ def main() -> None:
         "the per-read figure.",
         "cryptofeed amid: timed on the same schedule as arbd's full pipeline, the other "
         "exchanges' reads going through arbd (untimed) in between; ratios compare like with "
-        "like (adapter only with cryptofeed alone).",
+        "like (adapter only with cryptofeed alone), each the median of the runs' own ratios "
+        "(every arbd run is paired with a cryptofeed run on the same work, timed next to it).",
     ]
     title = "Ingest per exchange, and cryptofeed"
     emit(report("adapters", title, command, [per_exchange, targets], notes), args.json)

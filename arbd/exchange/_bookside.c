@@ -13,6 +13,7 @@
  *     side.apply_raw(raw)      raw: the side's JSON array (msgspec.Raw); False on escapes
  *     side.levels              the list of level tuples, best first (read it, never change it)
  *     side.key(i), side.rank(key), side.keys(), side.truncate(n), side.clear(), len(side)
+ *     bids.crosses(asks)       the best bid is at or above the best ask
  *
  * Size zero removes a level; otherwise the level is stored as a (price, size) tuple (the
  * caller's tuple itself when it is exactly that). A price or size that is not a number raises
@@ -699,6 +700,20 @@ Side_keys(Side *self, PyObject *Py_UNUSED(ignored))
     return keys;
 }
 
+static PyTypeObject SideType;
+
+/* bids.crosses(asks): whether the best bid is at or above the best ask (crossed or locked). */
+static PyObject *
+Side_crosses(Side *self, PyObject *other)
+{
+    if (!PyObject_TypeCheck(other, &SideType) || !self->negate || ((Side *)other)->negate) {
+        PyErr_SetString(PyExc_TypeError, "bids.crosses(asks) takes the asks of the same book");
+        return NULL;
+    }
+    Side *asks = (Side *)other;
+    return PyBool_FromLong(self->size && asks->size && -self->keys[0] >= asks->keys[0]);
+}
+
 static Py_ssize_t
 Side_len(Side *self)
 {
@@ -766,6 +781,8 @@ static PyMethodDef Side_methods[] = {
     {"key", (PyCFunction)Side_key, METH_O, "key(i) -> float: the sort key of level i."},
     {"rank", (PyCFunction)Side_rank, METH_O, "rank(key) -> int: levels with a key <= key."},
     {"keys", (PyCFunction)Side_keys, METH_NOARGS, "keys() -> list[float]: every key."},
+    {"crosses", (PyCFunction)Side_crosses, METH_O,
+     "bids.crosses(asks) -> bool: the best bid is at or above the best ask."},
     {NULL, NULL, 0, NULL},
 };
 

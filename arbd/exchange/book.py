@@ -17,7 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from math import inf, isfinite
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -113,6 +113,10 @@ class BookSide(Protocol):
     def keys(self) -> list[float]:
         """Every sort key, best first (a new list; for checks, not hot paths)."""
 
+    def crosses(self, asks: Any, /) -> bool:
+        """Of the bids: whether the best bid is at or above the best of ``asks`` (the same
+        book's, of the same implementation)."""
+
     def __len__(self) -> int: ...
 
 
@@ -151,6 +155,12 @@ class PySide:
 
     def keys(self) -> list[float]:
         return list(self._keys)
+
+    def crosses(self, asks: PySide, /) -> bool:
+        if not self.negate or asks.negate:
+            raise TypeError("bids.crosses(asks) takes the asks of the same book")
+        bids_keys, asks_keys = self._keys, asks._keys
+        return bool(bids_keys and asks_keys) and -bids_keys[0] >= asks_keys[0]
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -259,8 +269,7 @@ class OrderBook:
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
-        bids, asks = self.bids, self.asks
-        return bool(bids.levels and asks.levels) and -bids.key(0) >= asks.key(0)
+        return self.bids.crosses(self.asks)
 
     def truncate(self, depth: int) -> None:
         """Drop levels beyond ``depth`` on each side (for exchanges that send a bounded book)."""

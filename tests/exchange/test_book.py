@@ -169,6 +169,23 @@ def test_a_side_reads_its_keys_ranks_and_truncates(make):
     assert (len(bids), bids.keys(), bids.levels) == (0, [], [])
 
 
+@pytest.mark.parametrize("make", SIDES)
+def test_bids_cross_asks_when_the_best_bid_reaches_the_best_ask(make):
+    bids, asks = make(True), make(False)
+    assert not bids.crosses(asks)  # empty sides never cross
+    bids.apply([("10", "1")])
+    assert not bids.crosses(asks)
+    asks.apply([("10.5", "1")])
+    assert not bids.crosses(asks)
+    bids.apply([("10.5", "1")])
+    assert bids.crosses(asks)  # locked
+    asks.apply([("10.5", "0"), ("11", "1")])
+    bids.apply([("12", "1")])
+    assert bids.crosses(asks)
+    with pytest.raises(TypeError):
+        asks.crosses(bids)
+
+
 @pytest.mark.skipif(not COMPILED, reason="C extension not built")
 def test_a_compiled_side_refuses_work_once_its_levels_were_changed_from_outside():
     side = Side(False)
