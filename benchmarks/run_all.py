@@ -1,7 +1,7 @@
 """Run every benchmark and write the results into docs/benchmarks.md.
 
-    python benchmarks/run_all.py            # the full suite: about 38 minutes
-    python benchmarks/run_all.py --quick    # smaller sizes: about 6 minutes
+    python benchmarks/run_all.py            # the full suite: about 43 minutes
+    python benchmarks/run_all.py --quick    # smaller sizes: about 7 minutes
     python benchmarks/run_all.py --only end_to_end,cli   # rerun two, keep the others' results
 
 Each benchmark runs as its own process (``python benchmarks/<script> <args> --json <tmp>``),
@@ -68,8 +68,8 @@ BENCHMARKS: tuple[Bench, ...] = (
         "adapters.py",
         full=["--rounds", "2000", "--runs", "5"],
         quick=["--rounds", "300", "--runs", "3"],
-        minutes=6,
-        quick_minutes=1,
+        minutes=11,
+        quick_minutes=1.5,
     ),
     Bench(
         "end_to_end",
