@@ -14,6 +14,9 @@ inside a payload:
 Prices and quantities are JSON strings on Binance and are kept as the exchange's text; a number
 where the protocol has a string is a ``msgspec.ValidationError`` (a frame error, counted and
 skipped by the driver). Unknown fields are ignored everywhere.
+
+Shapes decoded from every frame are ``gc=False``: decoded JSON cannot hold a reference cycle,
+so the garbage collector need not track them (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -64,12 +67,12 @@ def parse_stream(name: str) -> tuple[Kind, str] | None:
     return kind, native.lower()
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, gc=False):
     code: int | None = None
     msg: str | None = None
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):
     """Every message, decoded shallowly (see the module docstring)."""
 
     stream: str | None = None
@@ -85,7 +88,7 @@ class Envelope(msgspec.Struct):
     u: int | None = None
 
 
-class BookTicker(msgspec.Struct):
+class BookTicker(msgspec.Struct, gc=False):
     """``<symbol>@bookTicker``: no event type, no event time."""
 
     update_id: int = msgspec.field(name="u")
@@ -96,7 +99,7 @@ class BookTicker(msgspec.Struct):
     ask_size: str = msgspec.field(name="A")
 
 
-class TradeEvent(msgspec.Struct):
+class TradeEvent(msgspec.Struct, gc=False):
     """``<symbol>@trade``. ``m``: the buyer is the maker, so the taker sold."""
 
     event_time: int = msgspec.field(name="E")
@@ -108,7 +111,7 @@ class TradeEvent(msgspec.Struct):
     buyer_is_maker: bool = msgspec.field(name="m")
 
 
-class DepthUpdate(msgspec.Struct):
+class DepthUpdate(msgspec.Struct, gc=False):
     """``<symbol>@depth@100ms``: absolute level updates with update ids ``[U; u]``.
 
     The sides stay raw JSON (``[["price","qty"],...]``) for ``OrderBook.apply_raw``, which
@@ -123,7 +126,7 @@ class DepthUpdate(msgspec.Struct):
     asks: msgspec.Raw = msgspec.field(name="a")
 
 
-class KlineBody(msgspec.Struct):
+class KlineBody(msgspec.Struct, gc=False):
     start: int = msgspec.field(name="t")
     interval: str = msgspec.field(name="i")
     open: str = msgspec.field(name="o")
@@ -134,7 +137,7 @@ class KlineBody(msgspec.Struct):
     closed: bool = msgspec.field(name="x")
 
 
-class KlineEvent(msgspec.Struct):
+class KlineEvent(msgspec.Struct, gc=False):
     event_time: int = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
     kline: KlineBody = msgspec.field(name="k")
@@ -185,7 +188,7 @@ class Request(msgspec.Struct):
     id: int
 
 
-class StreamFrame(msgspec.Struct):
+class StreamFrame(msgspec.Struct, gc=False):
     """A combined-stream data frame of a known kind, decoded whole."""
 
     stream: str

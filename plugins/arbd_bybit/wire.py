@@ -7,6 +7,9 @@ with a malformed payload raises ``msgspec.ValidationError`` for the driver to co
 
 All prices and sizes are JSON strings on the wire (reference §4.3) and stay text. Unknown fields
 are ignored everywhere (msgspec's default).
+
+Shapes decoded from every frame are ``gc=False``: decoded JSON cannot hold a reference cycle,
+so the garbage collector need not track them (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Final
 import msgspec
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):
     """Any server message: a data push (``topic``) or a control answer (``op``/``success``).
 
     Data push (spot; ``ts`` before ``type``)::
@@ -42,7 +45,7 @@ class Envelope(msgspec.Struct):
     conn_id: str | None = None
 
 
-class BookData(msgspec.Struct):
+class BookData(msgspec.Struct, gc=False):
     """``data`` of ``orderbook.{depth}.{symbol}``: absolute levels, size "0" deletes.
 
     The sides stay raw JSON for ``OrderBook.apply_raw`` / ``replace_raw``, which read the text
@@ -55,7 +58,7 @@ class BookData(msgspec.Struct):
     seq: int | None = None
 
 
-class TradeData(msgspec.Struct):
+class TradeData(msgspec.Struct, gc=False):
     """One element of ``publicTrade.{symbol}`` ``data``. ``side`` (``S``) is the taker side."""
 
     time: int = msgspec.field(name="T")
@@ -67,7 +70,7 @@ class TradeData(msgspec.Struct):
     seq: int | None = None
 
 
-class KlineData(msgspec.Struct):
+class KlineData(msgspec.Struct, gc=False):
     """One element of ``kline.{interval}.{symbol}`` ``data``; ``confirm`` means closed."""
 
     start: int
@@ -128,7 +131,7 @@ class InstrumentsDocument(msgspec.Struct, rename="camel"):
     result: InstrumentsResult | None = None
 
 
-class Push(msgspec.Struct, kw_only=True):
+class Push(msgspec.Struct, kw_only=True, gc=False):
     """A data push decoded whole, ``data`` typed by its topic (subclasses below)."""
 
     topic: str = ""

@@ -6,6 +6,9 @@ the decoder of its channel, so an unknown channel costs one envelope decode and 
 Unknown fields are ignored everywhere; a field of the wrong type is a ``msgspec.ValidationError``
 (the driver counts the frame and skips it). All prices and sizes are JSON strings on this
 exchange and stay strings: the text Coinbase wrote is the text that is published.
+
+Shapes decoded from every frame are ``gc=False``: decoded JSON cannot hold a reference cycle,
+so the garbage collector need not track them (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import msgspec
 # -- server messages --------------------------------------------------------------------------
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):
     """Any server message. Error frames are flat: ``{"type":"error","message":"..."}``."""
 
     channel: str | None = None
@@ -30,20 +33,20 @@ class Envelope(msgspec.Struct):
     reason: str | None = None
 
 
-class L2Update(msgspec.Struct):
+class L2Update(msgspec.Struct, gc=False):
     side: str
     price_level: str
     new_quantity: str
     event_time: str | None = None
 
 
-class L2Event(msgspec.Struct):
+class L2Event(msgspec.Struct, gc=False):
     type: str
     product_id: str
     updates: list[L2Update] = msgspec.field(default_factory=list)
 
 
-class Ticker(msgspec.Struct):
+class Ticker(msgspec.Struct, gc=False):
     product_id: str
     price: str | None = None
     best_bid: str | None = None
@@ -52,12 +55,12 @@ class Ticker(msgspec.Struct):
     best_ask_quantity: str | None = None
 
 
-class TickerEvent(msgspec.Struct):
+class TickerEvent(msgspec.Struct, gc=False):
     type: str | None = None
     tickers: list[Ticker] = msgspec.field(default_factory=list)
 
 
-class MarketTrade(msgspec.Struct):
+class MarketTrade(msgspec.Struct, gc=False):
     product_id: str
     price: str
     size: str
@@ -66,12 +69,12 @@ class MarketTrade(msgspec.Struct):
     time: str | None = None
 
 
-class TradesEvent(msgspec.Struct):
+class TradesEvent(msgspec.Struct, gc=False):
     type: str | None = None
     trades: list[MarketTrade] = msgspec.field(default_factory=list)
 
 
-class WireCandle(msgspec.Struct):
+class WireCandle(msgspec.Struct, gc=False):
     product_id: str
     start: str | int
     open: str
@@ -81,18 +84,18 @@ class WireCandle(msgspec.Struct):
     volume: str
 
 
-class CandlesEvent(msgspec.Struct):
+class CandlesEvent(msgspec.Struct, gc=False):
     type: str | None = None
     candles: list[WireCandle] = msgspec.field(default_factory=list)
 
 
-class HeartbeatEvent(msgspec.Struct):
+class HeartbeatEvent(msgspec.Struct, gc=False):
     current_time: str | None = None
     heartbeat_counter: int | str | None = None
     """A string in the docs example, an integer in the AsyncAPI (reference §8.5): both taken."""
 
 
-class SubscriptionsEvent(msgspec.Struct):
+class SubscriptionsEvent(msgspec.Struct, gc=False):
     subscriptions: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 

@@ -7,6 +7,9 @@ decode as ``decimal.Decimal`` straight from the JSON number text (msgspec keeps 
 written: ``0.10000000`` stays ``Decimal('0.10000000')``); a float would lose trailing zeros and
 break the checksum. Timestamps decode as RFC 3339 datetimes (Kraken writes ``...Z`` with up to
 nine fractional digits).
+
+Shapes decoded from every frame are ``gc=False``: decoded JSON cannot hold a reference cycle,
+so the garbage collector need not track them (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def epoch_ms(moment: datetime) -> int:
 # -- server frames ----------------------------------------------------------------------------
 
 
-class Frame(msgspec.Struct):
+class Frame(msgspec.Struct, gc=False):
     """Any v2 frame: a channel message (``channel``, ``type``, ``data``) or a method response
     (``method``, ``success``, ``result`` / ``error``, ``req_id``, ``time_in``/``time_out``)."""
 
@@ -50,7 +53,7 @@ class Frame(msgspec.Struct):
     warnings: list[str] | None = None
 
 
-class AckResult(msgspec.Struct):
+class AckResult(msgspec.Struct, gc=False):
     """``result`` of a successful subscribe/unsubscribe: one per symbol."""
 
     channel: str | None = None
@@ -58,12 +61,12 @@ class AckResult(msgspec.Struct):
     depth: int | None = None
 
 
-class WireLevel(msgspec.Struct):
+class WireLevel(msgspec.Struct, gc=False):
     price: Decimal
     qty: Decimal
 
 
-class BookData(msgspec.Struct, kw_only=True):
+class BookData(msgspec.Struct, kw_only=True, gc=False):
     symbol: str
     bids: list[WireLevel] = msgspec.field(default_factory=list)
     asks: list[WireLevel] = msgspec.field(default_factory=list)
@@ -71,7 +74,7 @@ class BookData(msgspec.Struct, kw_only=True):
     timestamp: datetime | None = None
 
 
-class TickerData(msgspec.Struct, kw_only=True):
+class TickerData(msgspec.Struct, kw_only=True, gc=False):
     symbol: str
     bid: Decimal | None = None
     bid_qty: Decimal | None = None
@@ -80,7 +83,7 @@ class TickerData(msgspec.Struct, kw_only=True):
     timestamp: datetime | None = None
 
 
-class TradeData(msgspec.Struct, kw_only=True):
+class TradeData(msgspec.Struct, kw_only=True, gc=False):
     symbol: str
     side: str | None = None
     price: Decimal
@@ -89,7 +92,7 @@ class TradeData(msgspec.Struct, kw_only=True):
     timestamp: datetime | None = None
 
 
-class OhlcData(msgspec.Struct, kw_only=True):
+class OhlcData(msgspec.Struct, kw_only=True, gc=False):
     symbol: str
     open: Decimal
     high: Decimal
@@ -100,7 +103,7 @@ class OhlcData(msgspec.Struct, kw_only=True):
     interval: int
 
 
-class StatusData(msgspec.Struct, kw_only=True):
+class StatusData(msgspec.Struct, kw_only=True, gc=False):
     """``connection_id`` (beyond 2**53) is left undecoded: nothing here needs it."""
 
     system: str | None = None

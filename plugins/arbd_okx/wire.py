@@ -6,6 +6,9 @@ once and typed. Prices and sizes are JSON strings on OKX and stay the exchange's
 ``seqId``, ``prevSeqId`` and ``checksum`` are JSON integers; times are strings of milliseconds,
 which the push decoders turn into integers themselves (msgspec's lax mode, ``strict=False``:
 a string of digits decodes as an ``int`` field, in C, instead of ``int()`` per item here).
+
+Shapes decoded from every frame are ``gc=False``: decoded JSON cannot hold a reference cycle,
+so the garbage collector need not track them (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from arbd.exchange.book import WireLevel
 # -- WebSocket --------------------------------------------------------------------------------
 
 
-class Arg(msgspec.Struct):
+class Arg(msgspec.Struct, gc=False):
     """``{"channel":"books","instId":"BTC-USDT"}``; other keys (``instType``...) are ignored."""
 
     channel: str = ""
     instId: str = ""  # noqa: N815 - the wire name
 
 
-class Frame(msgspec.Struct):
+class Frame(msgspec.Struct, gc=False):
     """Any server frame: an event (``event`` set) or a push (``arg`` + ``data``)."""
 
     event: str | None = None
@@ -40,7 +43,7 @@ class Frame(msgspec.Struct):
     connId: str | None = None  # noqa: N815 - the wire name
 
 
-class BookData(msgspec.Struct):
+class BookData(msgspec.Struct, gc=False):
     """One ``data`` item of ``books`` / ``bbo-tbt``: levels are ``[px, sz, "0", orders]``.
 
     The sides stay raw JSON: an update goes to ``OrderBook.apply_raw``, which reads the text in
@@ -56,14 +59,14 @@ class BookData(msgspec.Struct):
     seqId: int | None = None  # noqa: N815 - the wire name
 
 
-class TradeData(msgspec.Struct):
+class TradeData(msgspec.Struct, gc=False):
     tradeId: str  # noqa: N815 - the wire name
     px: str
     sz: str
     side: str | None = None
     ts: int | None = None
     """Milliseconds; a string on the wire (see the module docstring)."""
-    instId: str | None = None  # noqa: N815 - the wire name
+    # instId is in every trade too; the push's arg already said it, so it is skipped.
 
 
 class Subscribe(msgspec.Struct, omit_defaults=True):
@@ -74,7 +77,7 @@ class Subscribe(msgspec.Struct, omit_defaults=True):
     id: str | None = None
 
 
-class Push(msgspec.Struct):
+class Push(msgspec.Struct, gc=False):
     """A data push decoded whole, ``data`` typed by its channel (subclasses below).
 
     The ``arg`` is not decoded again here: the session routes pushes by its text first."""
