@@ -209,6 +209,10 @@ static PyObject *str_price, *str_size;
 static int
 consistent(Side *self)
 {
+    if (self->levels == NULL) { /* only after the garbage collector broke a cycle through it */
+        PyErr_SetString(PyExc_RuntimeError, "a book side was cleared by the garbage collector");
+        return 0;
+    }
     if (PyList_GET_SIZE(self->levels) != self->size) {
         PyErr_SetString(PyExc_RuntimeError, "a book side's levels list was changed from outside");
         return 0;
@@ -638,7 +642,11 @@ Side_truncate(Side *self, PyObject *arg)
 static PyObject *
 Side_clear(Side *self, PyObject *Py_UNUSED(ignored))
 {
-    self->size = 0;
+    if (self->levels == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a book side was cleared by the garbage collector");
+        return NULL;
+    }
+    self->size = 0; /* also what brings a side whose levels were changed outside back */
     if (PyList_SetSlice(self->levels, 0, PY_SSIZE_T_MAX, NULL) < 0) {
         return NULL;
     }

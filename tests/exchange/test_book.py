@@ -193,6 +193,9 @@ def test_a_compiled_side_refuses_work_once_its_levels_were_changed_from_outside(
     side.levels.append(("2", "1"))  # only the side may change its levels
     with pytest.raises(RuntimeError, match="changed from outside"):
         side.apply([("3", "1")])
+    side.clear()  # what an adapter does to a book it cannot trust: a fresh start
+    side.apply([("3", "1")])
+    assert (side.keys(), side.levels) == ([3.0], [("3", "1")])
 
 
 # Plain decimal text of any length: long digit runs, leading zeros, up to 25 decimals, around
