@@ -38,35 +38,6 @@ LevelUpdates = Sequence[Sequence[str]] | Sequence[WireLevel]
 """What ``OrderBook.apply`` takes per side."""
 
 
-def _apply_side_py(
-    keys: list[float], levels: list[Level], updates: LevelUpdates, negate: bool
-) -> None:
-    """:meth:`PySide.apply`'s loop, level by level."""
-    for level in updates:
-        if isinstance(level, WireLevel):
-            price, size = level.price, level.size
-        else:
-            price, size = level[0], level[1]
-        key = -float(price) if negate else float(price)
-        if not isfinite(key):
-            raise ValueError(f"book level price is not a finite number: {price!r}")
-        at = bisect_left(keys, key)
-        found = at < len(keys) and keys[at] == key
-        amount = float(size)
-        if not 0.0 <= amount < inf:  # NaN fails this too
-            raise ValueError(f"book level size is not a finite number >= 0: {size!r}")
-        if amount == 0.0:
-            if found:
-                del keys[at]
-                del levels[at]
-            continue
-        if found:
-            levels[at] = (price, size)
-        else:
-            keys.insert(at, key)
-            levels.insert(at, (price, size))
-
-
 decode_levels: Final = msgspec.json.Decoder(list[WireLevel]).decode
 """One side as exchanges send it, ``[["price", "size", ...], ...]``, into ``WireLevel``s."""
 
@@ -134,7 +105,30 @@ class PySide:
         self.levels: list[Level] = []
 
     def apply(self, updates: LevelUpdates, /) -> None:
-        _apply_side_py(self._keys, self.levels, updates, self.negate)
+        keys, levels, negate = self._keys, self.levels, self.negate
+        for level in updates:
+            if isinstance(level, WireLevel):
+                price, size = level.price, level.size
+            else:
+                price, size = level[0], level[1]
+            key = -float(price) if negate else float(price)
+            if not isfinite(key):
+                raise ValueError(f"book level price is not a finite number: {price!r}")
+            at = bisect_left(keys, key)
+            found = at < len(keys) and keys[at] == key
+            amount = float(size)
+            if not 0.0 <= amount < inf:  # NaN fails this too
+                raise ValueError(f"book level size is not a finite number >= 0: {size!r}")
+            if amount == 0.0:
+                if found:
+                    del keys[at]
+                    del levels[at]
+                continue
+            if found:
+                levels[at] = (price, size)
+            else:
+                keys.insert(at, key)
+                levels.insert(at, (price, size))
 
     def apply_raw(self, raw: msgspec.Raw, /) -> bool:
         self.apply(decode_side(raw))

@@ -143,10 +143,8 @@ class BybitSession(ExchangeSession):
         """Topics Bybit confirmed as subscribed (from acks of our own requests)."""
         self.pongs = 0
         self.last_pong_ns: int | None = None
-        self._routes: dict[str, _Route] = {}
-        # The same routes keyed by their topic's bytes as on the wire, filled as frames come:
-        # the fast path makes no text per frame. Routes are never removed, so it stays true.
-        self._wire_routes: dict[bytes, _Route] = {}
+        # Keyed by the topic's bytes as on the wire: the fast path makes no text per frame.
+        self._routes: dict[bytes, _Route] = {}
         # native -> normalized for accepted symbols; (channel, native) pairs this session wants
         # (None: a replay session, which takes every listed instrument).
         self._symbols: dict[str, str] = {}
@@ -156,7 +154,7 @@ class BybitSession(ExchangeSession):
             for sub in plan.subscriptions:
                 topic = adapter.topic(sub)
                 depth = 1 if sub.channel == "price" else adapter.book_topic_depth
-                self._routes[topic] = _Route(topic, sub.channel, sub.symbol, depth)
+                self._routes[topic.encode()] = _Route(topic, sub.channel, sub.symbol, depth)
                 native = adapter.native(sub.symbol)
                 self._symbols[native] = sub.symbol
                 self._wanted.add((sub.channel, native))
@@ -177,7 +175,7 @@ class BybitSession(ExchangeSession):
         if not topics:
             return
         for topic in topics:
-            route = self._routes.get(topic)
+            route = self._routes.get(topic.encode())
             if route is not None and route.channel == "book":
                 if route.phase == "valid":  # it stops being served until the new snapshot
                     route.announced = True
@@ -198,11 +196,7 @@ class BybitSession(ExchangeSession):
         if topic_key is not None:
             # The common case, a data push of a known topic: the whole frame is decoded once,
             # typed by the channel the topic routes to.
-            route = self._wire_routes.get(topic_key)
-            if route is None:
-                route = self._routes.get(topic_key.decode("utf-8", "replace"))
-                if route is not None:
-                    self._wire_routes[topic_key] = route
+            route = self._routes.get(topic_key)
             if route is not None:
                 try:
                     push = decode_push[route.channel].decode(data)
@@ -316,7 +310,8 @@ class BybitSession(ExchangeSession):
         a book topic of another depth than configured for a wanted book (a capture recorded
         with another ``book_depth``). Everything else is None (ignored).
         """
-        route = self._routes.get(topic)
+        key = topic.encode()
+        route = self._routes.get(key)
         if route is not None:
             return route
         parsed = _parse_topic(topic)
@@ -329,7 +324,7 @@ class BybitSession(ExchangeSession):
         symbol = self._symbols.get(native)
         if symbol is None:
             return None
-        route = self._routes[topic] = _Route(topic, channel, symbol, depth)
+        route = self._routes[key] = _Route(topic, channel, symbol, depth)
         return route
 
     def _on_push(self, push: Push, route: _Route, received_ns: int, out: list[Event]) -> None:
