@@ -16,6 +16,7 @@ Time is passed in; nothing here sleeps or reads a clock.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -66,7 +67,7 @@ class SlidingBudget:
         for at, spent in self._spent:
             freed += spent
             if freed >= excess:
-                return at + self.window - now
+                return _until(now, at + self.window)
         raise AssertionError("unreachable: the entries sum to more than the excess")
 
     def take(self, now: float, units: int = 1) -> None:
@@ -75,3 +76,13 @@ class SlidingBudget:
         self._expire(now)
         self._spent.append((now, units))
         self._total += units
+
+
+def _until(now: float, deadline: float) -> float:
+    """The wait that takes ``now`` to ``deadline``: ``deadline - now`` rounded, so ``now + wait``
+    can fall an ulp short of ``deadline`` (and a caller who waited that long be told to wait
+    again); such a wait is raised to the next float up until it reaches."""
+    wait = deadline - now
+    while now + wait < deadline:
+        wait = math.nextafter(wait, math.inf)
+    return wait

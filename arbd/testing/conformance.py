@@ -252,10 +252,11 @@ async def check_fake(
             await _settle(harness)
             checker(list(harness.events))
             sessions = [c.session.stats for c in harness.connections]
+            frames = sum(c.stats.frames for c in harness.connections)
             decode_errors = sum(c.stats.decode_errors for c in harness.connections)
     return ConformanceReport(
         source=f"{adapter_cls.spec.id} against {type(fake).__name__}",
-        frames=sum(s.frames for s in sessions),
+        frames=frames,
         unparsed=decode_errors,
         sessions=sum_stats(sessions),
         events=checker.counts,

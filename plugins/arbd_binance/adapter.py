@@ -262,7 +262,6 @@ class BinanceSession(ExchangeSession):
 
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``) on garbage."""
-        self.stats.frames += 1
         self._last_received_ns = received_ns
         stream_key = leading_key(data, STREAM_PREFIX)
         if stream_key is not None:

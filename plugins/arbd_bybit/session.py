@@ -191,7 +191,6 @@ class BybitSession(ExchangeSession):
 
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises ``msgspec.DecodeError`` (a ``ValidationError``) on garbage."""
-        self.stats.frames += 1
         topic_key = leading_key(data, PUSH_PREFIX)
         if topic_key is not None:
             # The common case, a data push of a known topic: the whole frame is decoded once,

@@ -185,7 +185,6 @@ class CoinbaseSession(ExchangeSession):
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises (``msgspec.DecodeError``, ``ProtocolError``, ...) on
         garbage; see the module docstring for what a bad frame does to the books."""
-        self.stats.frames += 1
         envelope = decode_envelope(data)
         if envelope.type == "error":
             self._on_error(envelope.message, envelope.reason)

@@ -90,8 +90,10 @@ class Checksummer:
         except KeyError:  # a new level: remember it, then the fast path above
             if len(memo) + 2 * CHECKSUM_LEVELS > self._limit:
                 memo.clear()
-            for price, qty in (*asks, *bids):
-                if (price, qty) not in memo:
-                    memo[price, qty] = _digits(price) + _digits(qty)
+            for level in (*asks, *bids):
+                if level not in memo:
+                    # Keyed by the book's own level: a new (price, qty) tuple here would be
+                    # one more object for the garbage collector to track.
+                    memo[level] = _digits(level[0]) + _digits(level[1])
             text = "".join([memo[level] for level in asks] + [memo[level] for level in bids])
         return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF

@@ -179,7 +179,6 @@ class KrakenSession(ExchangeSession):
 
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``) on garbage."""
-        self.stats.frames += 1
         frame = wire.decode_frame(data)
         channel = frame.channel
         if channel is None:

@@ -154,7 +154,6 @@ class OkxSession(ExchangeSession):
 
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises (``msgspec`` errors, ``ProtocolError``...) on garbage."""
-        self.stats.frames += 1
         self._last_ns = received_ns
         key = leading_key(data, wire.PUSH_PREFIX, b"}")
         if key is not None:
@@ -385,6 +384,10 @@ class OkxSession(ExchangeSession):
         exchange, symbol = self._exchange, route.symbol
         for trade in cast("list[wire.TradeData]", push.data):
             ts, side, trade_id = trade.ts, trade.side, trade.tradeId
+            try:
+                sequence: int | None = int(trade_id)
+            except ValueError:  # OKX's ids are digits; anything else is an id, not a sequence
+                sequence = None
             out.append(
                 Trade(
                     exchange=exchange,
@@ -396,7 +399,7 @@ class OkxSession(ExchangeSession):
                     timestamp=received_ns // 1_000_000 if ts is None else ts,
                     exchange_time=ts,
                     received_ns=received_ns,
-                    sequence=int(trade_id) if trade_id.isdigit() else None,
+                    sequence=sequence,
                 )
             )
 

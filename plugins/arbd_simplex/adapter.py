@@ -322,7 +322,6 @@ class SimplexSession(ExchangeSession):
 
     def receive(self, data: bytes, is_text: bool, received_ns: int, out: list[Event]) -> None:
         """Handle one message. Raises (``msgspec.DecodeError``, ``ProtocolError``) on garbage."""
-        self.stats.frames += 1
         frame = _decode_frame(data)
         if frame.ch is not None:
             self._on_data(frame, received_ns, out)

@@ -1,3 +1,4 @@
+import gc
 import os
 
 import msgspec
@@ -196,6 +197,17 @@ def test_a_compiled_side_refuses_work_once_its_levels_were_changed_from_outside(
     side.clear()  # what an adapter does to a book it cannot trust: a fresh start
     side.apply([("3", "1")])
     assert (side.keys(), side.levels) == ([3.0], [("3", "1")])
+
+
+@pytest.mark.skipif(not COMPILED, reason="C extension not built")
+def test_compiled_levels_of_text_are_not_tracked_by_the_garbage_collector():
+    # Two strings cannot form a reference cycle; tracked, every young collection would walk
+    # each new level (thousands between two collections on a busy daemon).
+    side = Side(True)
+    side.apply([("10", "1"), ["11", "2"]])
+    side.apply_raw(msgspec.Raw(b'[["12","3"]]'))
+    assert len(side.levels) == 3
+    assert not any(gc.is_tracked(level) for level in side.levels)
 
 
 # Plain decimal text of any length: long digit runs, leading zeros, up to 25 decimals, around

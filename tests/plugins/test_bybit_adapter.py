@@ -437,7 +437,6 @@ def test_garbage_raises_for_the_driver_to_count(frame: bytes) -> None:
     session = make_session()
     with pytest.raises(FRAME_ERRORS):
         feed(session, frame)
-    assert session.stats.frames == 1
 
 
 # -- session: data ---------------------------------------------------------------------------------
