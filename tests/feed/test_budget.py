@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from arbd.feed.budget import SlidingBudget
@@ -63,6 +63,8 @@ def test_units_beyond_the_whole_limit_or_below_one_are_errors():
     limit=st.integers(1, 300),
     steps=st.lists(st.tuples(st.floats(0.0, 30.0), st.integers(1, 300)), min_size=1, max_size=60),
 )
+# Found by hypothesis: now + (deadline - now) fell an ulp short of the deadline.
+@example(limit=1, steps=[(1.6447673799083966, 1), (15.226021149520527, 1)])
 def test_spending_as_delay_says_never_exceeds_the_limit_in_any_window(limit, steps):
     window = 60.0
     budget = SlidingBudget(limit=limit, window=window)
