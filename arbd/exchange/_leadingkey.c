@@ -5,7 +5,7 @@
  * a sixth of an OKX trade frame's whole cost, measured with py-spy at ~10 % of OKX's
  * ingest. Here it is one call around memcmp and memchr.
  *
- * arbd.exchange.adapter.leading_key in Python is the reference (and the fallback without a
+ * arbd.exchange.adapter.py_leading_key is the Python reference (and the fallback without a
  * compiler); tests hold both to the same answers.
  */
 #define PY_SSIZE_T_CLEAN

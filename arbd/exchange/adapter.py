@@ -71,8 +71,8 @@ def py_leading_key(data: bytes, prefix: bytes, stop: bytes = b'"', /) -> bytes |
     Key order is not guaranteed by JSON: a frame that does not start so must still be handled
     by the adapter's general path, and so must a key written with escapes.
 
-    This is the Python reference; ``leading_key`` is the compiled twin when the extension was
-    built (a fifth of the cost, on every data frame).
+    This is the Python reference; ``leading_key`` is its compiled twin when the extension was
+    built (a fifth of this one's cost, paid on every data frame).
     """
     if not data.startswith(prefix):
         return None
